@@ -1,0 +1,37 @@
+# prrmse: `make demo` runs the whole study on the embedded phantoms, `make test` runs the tests.
+# Both create (or reuse) the virtual environment .venv from the pinned lock file.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+CORES ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-slow lint report bench lock clean-results
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	snakemake --cores $(CORES) --configfile config/config.yaml
+
+test: venv
+	pytest -m "not slow and not slurm" $(PYTEST_ARGS)
+
+test-slow: venv
+	pytest -m "slow" $(PYTEST_ARGS)
+
+lint: venv
+	ruff check src tests benchmarks
+	snakefmt --check Snakefile workflow/rules
+	snakemake --lint --configfile config/config.yaml
+
+# Regenerate the lock from a venv that installed pyproject's dependencies (maintainers only).
+lock: venv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^prrmse' > requirements.lock

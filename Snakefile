@@ -1,0 +1,15 @@
+# prrmse: the only dependency graph. dvc.yaml is generated from it (`prrmse dvc-sync`).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,1 @@
+"""Raw data: phantoms, loaders of the real on-disk formats, and preprocessing."""

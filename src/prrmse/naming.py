@@ -1,0 +1,38 @@
+"""Model names of the study: <network>-<task>-<dataset>[-n<N>]-s<seed>."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from prrmse.errors import PrrmseError
+
+TASKS = ("seg", "auto")
+_NAME = re.compile(
+    r"^(?P<network>[a-z][a-z0-9_]*)-(?P<task>[a-z]+)-(?P<dataset>[a-z][a-z0-9_]*)"
+    r"(?:-n(?P<n_train>\d+))?-s(?P<seed>\d+)$"
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    network: str
+    task: str
+    dataset: str
+    n_train: int | None
+    seed: int
+
+    @property
+    def name(self) -> str:
+        subset = f"-n{self.n_train}" if self.n_train is not None else ""
+        return f"{self.network}-{self.task}-{self.dataset}{subset}-s{self.seed}"
+
+
+def parse_model_name(name: str) -> ModelSpec:
+    match = _NAME.match(name)
+    if not match:
+        raise PrrmseError(name, "model name must read <network>-<task>-<dataset>[-n<N>]-s<seed>")
+    if match["task"] not in TASKS:
+        raise PrrmseError(name, f"unknown task '{match['task']}' (valid: {', '.join(TASKS)})")
+    n_train = int(match["n_train"]) if match["n_train"] else None
+    return ModelSpec(match["network"], match["task"], match["dataset"], n_train, int(match["seed"]))

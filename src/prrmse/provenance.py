@@ -1,0 +1,92 @@
+"""What made a product: code version, packages, seed, device, config values.
+
+The stamp is free of wall-clock times so that two runs of the same commit and
+seed produce the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import prrmse
+
+TRACKED_PACKAGES = (
+    "torch",
+    "torchvision",
+    "segmentation-models-pytorch",
+    "numpy",
+    "scipy",
+    "nibabel",
+    "pydicom",
+    "pandas",
+    "safetensors",
+    "matplotlib",
+)
+
+
+@functools.cache
+def code_version() -> dict[str, Any]:
+    """Git commit of the source tree this package runs from, and whether it is dirty."""
+    source = Path(prrmse.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+            cwd=source.parent.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return {"version": prrmse.__version__, "commit": commit, "dirty": bool(status)}
+    except (OSError, subprocess.CalledProcessError):
+        return {"version": prrmse.__version__, "commit": None, "dirty": None}
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def stamp(**fields: Any) -> dict[str, Any]:
+    """Provenance record: code, packages, plus caller fields (seed, device, config, inputs)."""
+    record: dict[str, Any] = {"code": code_version(), "packages": package_versions()}
+    record.update({key: value for key, value in fields.items() if value is not None})
+    return record
+
+
+def csv_header(record: dict[str, Any]) -> str:
+    """A comment line that pandas skips with `comment='#'`."""
+    return "# provenance: " + json.dumps(record, sort_keys=True, default=str) + "\n"
+
+
+def read_csv_provenance(path: str | Path) -> dict[str, Any] | None:
+    with open(path) as handle:
+        first = handle.readline()
+    if first.startswith("# provenance: "):
+        return json.loads(first[len("# provenance: ") :])
+    return None

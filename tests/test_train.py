@@ -1,0 +1,119 @@
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from prrmse.checkpoint import load_model, load_tensors, save_tensors
+from prrmse.errors import PrrmseError
+from prrmse.naming import parse_model_name
+from prrmse.train import train_model
+from tests.conftest import TINY_CONFIG
+
+
+def _train(tiny_config, data, out, name="unet-seg-acdc-s1"):
+    return train_model(parse_model_name(name), tiny_config, data, out, log=lambda _: None)
+
+
+def test_same_seed_gives_bit_identical_checkpoints(tiny_config, tiny_data, tmp_path):
+    _train(tiny_config, tiny_data, tmp_path / "a")
+    _train(tiny_config, tiny_data, tmp_path / "b")
+    for name in ("model.safetensors", "history.csv", "metrics.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert not (tmp_path / "a" / "state.safetensors").exists()
+    _train(tiny_config, tiny_data, tmp_path / "c", "unet-seg-acdc-s2")
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() != (tmp_path / "c" / "model.safetensors").read_bytes()
+
+
+def test_checkpoint_records_provenance_and_loads(tiny_config, tiny_data, tmp_path):
+    record = _train(tiny_config, tiny_data, tmp_path / "m")
+    model, loaded = load_model(tmp_path / "m" / "model.safetensors")
+    assert loaded["seed"] == 1 and loaded["arch"] == "unet" and loaded["task"] == "seg"
+    assert loaded["config"]["train"]["epochs"] == 2
+    assert set(loaded["provenance"]) >= {"code", "packages", "device"}
+    assert len(record["metrics"]["dice"]) == 4
+
+
+def test_auto_encoder_task_trains(tiny_config, tiny_data, tmp_path):
+    record = _train(tiny_config, tiny_data, tmp_path / "auto", "unet-auto-acdc-s1")
+    assert record["metrics"]["mse"] > 0
+
+
+def test_subset_draws_nested_patients(tiny_config, tiny_data, tmp_path):
+    record = _train(tiny_config, tiny_data, tmp_path / "n2", "unet-seg-acdc-n2-s1")
+    assert len(record["data"]["train_patients"]) == 2
+
+
+def test_checkpoint_of_another_architecture_is_refused(tiny_config, tiny_data, tmp_path):
+    _train(tiny_config, tiny_data, tmp_path / "m")
+    with pytest.raises(PrrmseError, match="expected .*pspnet.* found .*unet"):
+        load_model(tmp_path / "m" / "model.safetensors", expect={"arch": "pspnet"})
+    tensors, record = load_tensors(tmp_path / "m" / "model.safetensors")
+    record["options"] = {"width": 8}
+    save_tensors(tmp_path / "wide.safetensors", tensors, record)
+    with pytest.raises(PrrmseError, match="expected shape"):
+        load_model(tmp_path / "wide.safetensors")
+    del tensors[next(iter(tensors))]
+    save_tensors(tmp_path / "short.safetensors", tensors, record)
+    with pytest.raises(PrrmseError, match="expected"):
+        load_model(tmp_path / "short.safetensors")
+
+
+def test_nan_loss_stops_and_names_the_epoch(tiny_config, tiny_data, tmp_path):
+    images = np.load(tiny_data / "images.npy")
+    images[:] = np.nan
+    np.save(tiny_data / "images.npy", images)
+    with pytest.raises(PrrmseError, match="epoch 1"):
+        _train(tiny_config, tiny_data, tmp_path / "nan")
+    assert not (tmp_path / "nan" / "model.safetensors").exists()
+
+
+def test_batch_larger_than_split_is_refused(tiny_config, tiny_data, tmp_path):
+    tiny_config["train"]["batch_size"] = 500
+    with pytest.raises(PrrmseError, match="batch size 500"):
+        _train(tiny_config, tiny_data, tmp_path / "big")
+
+
+def test_index_not_matching_arrays_is_refused(tiny_config, tiny_data, tmp_path):
+    index = (tiny_data / "index.csv").read_text().splitlines()
+    (tiny_data / "index.csv").write_text("\n".join(index[:-3]) + "\n")
+    with pytest.raises(PrrmseError, match="index.csv"):
+        _train(tiny_config, tiny_data, tmp_path / "bad")
+
+
+def test_killed_training_resumes_to_the_same_bytes(tiny_data, tmp_path):
+    config = copy.deepcopy(TINY_CONFIG)
+    config["train"]["epochs"] = 6
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+
+    def command(out):
+        return [sys.executable, "-m", "prrmse.cli", "train", "--config", str(config_path),
+                "--model", "unet-seg-acdc-s1", "--data", str(tiny_data), "--out", str(out), "--threads", "1"]
+
+    reference = tmp_path / "reference"
+    subprocess.run(command(reference), check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    state = killed / "state.safetensors"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if state.exists() and load_tensors(state)[1]["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "model.safetensors").exists()
+    resumed = subprocess.run(command(killed), check=True, capture_output=True, text=True)
+    assert "resuming after epoch" in resumed.stdout
+    for name in ("model.safetensors", "history.csv", "metrics.json"):
+        assert (killed / name).read_bytes() == (reference / name).read_bytes(), name

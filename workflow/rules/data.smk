@@ -1,0 +1,31 @@
+# Raw data (phantoms, when enabled) and preprocessing into 2D arrays.
+
+
+rule phantoms:
+    output:
+        directory(f"{RAW}/{{dataset}}"),
+    log:
+        "logs/phantoms/{dataset}.log",
+    wildcard_constraints:
+        dataset="|".join(PHANTOM_DATASETS) or "NONE",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "prrmse phantoms --config {CONFIG_FILE} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        dataset_root,
+    output:
+        directory(f"{PROCESSED}/{{dataset}}"),
+    log:
+        "logs/prepare/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "prrmse prepare --config {CONFIG_FILE} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"

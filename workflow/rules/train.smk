@@ -1,0 +1,20 @@
+# Every model of the study: <network>-<task>-<dataset>[-n<N>]-s<seed> (config study.models x study.seeds).
+
+
+rule train:
+    input:
+        data=model_dataset,
+    output:
+        model=f"{RESULTS}/models/{{model}}/model.safetensors",
+        history=f"{RESULTS}/models/{{model}}/history.csv",
+        metrics=f"{RESULTS}/models/{{model}}/metrics.json",
+    log:
+        "logs/train/{model}.log",
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        "prrmse train --config {CONFIG_FILE} --model {wildcards.model} --data {input.data} "
+        "--out $(dirname {output.model}) --threads {threads} > {log} 2>&1"
