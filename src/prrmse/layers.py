@@ -82,8 +82,8 @@ def _probe_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 def execution_order(
     model: nn.Module, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE
-) -> tuple[list[str], int]:
-    """Names of all modules in order of first call on a dummy input, and the output's channels.
+) -> tuple[list[str], tuple[int, ...]]:
+    """Names of all modules in order of first call on a dummy input, and the output's shape.
 
     The model runs in eval mode without grad (so no BN statistics change), and every
     module's own train/eval flag is restored afterwards.
@@ -98,12 +98,19 @@ def execution_order(
             called.append(names[id(module)])
 
     modes = [(module, module.training) for module in model.modules()]
+    # Pre-hooks fire when a call starts: for the BN/conv leaves that is the same order as
+    # forward hooks, and a container is listed before what it runs.
     hooks = [module.register_forward_pre_hook(record) for module in model.modules()]
     device, dtype = _probe_device_dtype(model)
     try:
         model.eval()
         with torch.no_grad():
             output = model(torch.zeros(tuple(input_shape), device=device, dtype=dtype))
+    except RuntimeError as err:
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise PrrmseError(
+            type(model).__name__, f"forward fails on a {list(input_shape)} input: {problem}"
+        ) from err
     finally:
         for hook in hooks:
             hook.remove()
@@ -111,25 +118,7 @@ def execution_order(
             module.training = training
     if not isinstance(output, torch.Tensor) or output.ndim < 2:
         raise PrrmseError(type(model).__name__, "forward must return an N x C x ... tensor")
-    return called, int(output.shape[1])
-
-
-def unused_modules(model: nn.Module, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE) -> list[str]:
-    """Modules with their own parameters or buffers that a forward pass never calls.
-
-    Such tensors never train (smp's depth-3 trap leaves encoder.layer3/4 like this).
-    """
-    called, _ = execution_order(model, input_shape)
-    used = set(called)
-    return [
-        name
-        for name, module in model.named_modules()
-        if name not in used
-        and (
-            any(True for _ in module.parameters(recurse=False))
-            or any(True for _ in module.buffers(recurse=False))
-        )
-    ]
+    return called, tuple(output.shape)
 
 
 def index_layers(
@@ -145,7 +134,8 @@ def index_layers(
     A BN or conv that exists but never runs raises, unless `allow_unused`: every
     analysis compares all layers, so one silently left out would be a wrong answer.
     """
-    called, out_channels = execution_order(model, input_shape)
+    called, output_shape = execution_order(model, input_shape)
+    out_channels = output_shape[1]
     modules = dict(model.named_modules())
     order = [(name, family_of(modules[name])) for name in called]
     bns = [name for name, family in order if family == "bn"]

@@ -90,4 +90,3 @@ class BaseModelTester:
 def _state_bytes(model: nn.Module) -> bytes:
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     return save(tensors)
-

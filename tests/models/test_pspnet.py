@@ -1,3 +1,12 @@
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from prrmse.errors import PrrmseError
+from prrmse.models import build_model
+
 from . import base
 
 TINY_DECODER = {"ppm_channels": 8, "bottleneck_channels": 16}
@@ -11,3 +20,58 @@ class TestPspnet(base.BaseModelTester):
 class TestPspnetWithConvBias(base.BaseModelTester):
     model_name = "pspnet"
     model_options = {**TINY_DECODER, "conv_bias": True}
+
+
+def _build(seed: int, **options: object) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model("pspnet", **TINY_DECODER, **options)
+
+
+def _encoder_file(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> Path:
+    path = tmp_path / "encoder.safetensors"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
+def test_local_encoder_weights_round_trip(tmp_path: Path) -> None:
+    source = _build(seed=1).encoder.state_dict()
+    path = _encoder_file(tmp_path, source)
+    loaded = _build(seed=2, encoder_weights=path)
+    assert loaded.prrmse_arch["options"]["encoder_weights"] == str(path)
+    for key, value in loaded.encoder.state_dict().items():
+        assert torch.equal(value, source[key]), key
+    # only the encoder comes from the file: the decoder is the seed's
+    assert torch.equal(
+        loaded.decoder.bottleneck.conv.weight, _build(seed=2).decoder.bottleneck.conv.weight
+    )
+
+
+def test_imagenet_style_file_is_accepted(tmp_path: Path) -> None:
+    # torchvision layout: an RGB stem and an fc classifier; the stem is summed to grayscale
+    source = _build(seed=1).encoder.state_dict()
+    rgb = torch.randn(64, 3, 7, 7)
+    tensors = {**source, "conv1.weight": rgb, "fc.weight": torch.zeros(1000, 512)}
+    loaded = _build(seed=2, encoder_weights=_encoder_file(tmp_path, tensors), conv_bias=True)
+    assert torch.allclose(loaded.encoder.conv1.weight, rgb.sum(dim=1, keepdim=True))
+
+
+def test_bad_encoder_weights_name_the_file_and_problem(tmp_path: Path) -> None:
+    with pytest.raises(PrrmseError, match="encoder weights file not found"):
+        _build(seed=0, encoder_weights=tmp_path / "missing.safetensors")
+    source = _build(seed=1).encoder.state_dict()
+    del source["layer4.1.bn2.weight"]
+    with pytest.raises(PrrmseError, match="missing layer4.1.bn2.weight, unexpected none"):
+        _build(seed=0, encoder_weights=_encoder_file(tmp_path, source))
+    source = {**_build(seed=1).encoder.state_dict(), "layer1.0.conv1.weight": torch.zeros(3)}
+    with pytest.raises(PrrmseError, match=r"layer1.0.conv1.weight has shape \[3\]"):
+        _build(seed=0, encoder_weights=_encoder_file(tmp_path, source))
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(PrrmseError, match="not a readable safetensors file"):
+        _build(seed=0, encoder_weights=junk)
+
+
+def test_training_on_one_image_says_why_it_cannot() -> None:
+    model = _build(seed=0).train()
+    with pytest.raises(PrrmseError, match="batch of at least 2 images"):
+        model(torch.randn(1, 1, 64, 64))

@@ -4,7 +4,7 @@ Names: the entries of `BUILDERS` (the paper's `unet` and `pspnet`) and
 `smp:<Arch>:<encoder>` for any segmentation_models_pytorch architecture. Every model
 takes 1 input channel and gives 4 output channels by default. The build name and the
 resolved options are recorded on the module as `prrmse_arch`, so a checkpoint can store
-them and `build_model(**record)` rebuilds the same architecture.
+them and `build_model(record["name"], **record["options"])` rebuilds the architecture.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import segmentation_models_pytorch as smp
 from torch import nn
 
 from prrmse.errors import PrrmseError
-from prrmse.layers import get_tensor, index_layers, layer_label, unused_modules
+from prrmse.layers import execution_order, get_tensor, index_layers, layer_label
 from prrmse.models.pspnet import build_pspnet
 from prrmse.models.unet import build_unet
 
@@ -98,21 +98,52 @@ def build_smp(name: str, **options: Any) -> nn.Module:
         )
     if "encoder_weights" in options and options["encoder_weights"] is not None:
         raise PrrmseError(name, "smp encoder_weights would download; only None is allowed")
+    model_class = architectures[by_lower[arch.lower()]]
+    # smp constructors swallow unknown **kwargs; a misspelt option must not vanish.
+    accepted = [
+        key
+        for key, parameter in inspect.signature(model_class.__init__).parameters.items()
+        if key not in ("self", "encoder_name") and parameter.kind is not parameter.VAR_KEYWORD
+    ]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise PrrmseError(
+            f"{name} option {unknown[0]}", f"unknown option; {arch} takes {', '.join(accepted)}"
+        )
     kwargs = {"in_channels": 1, "classes": 4, **options, "encoder_weights": None}
     try:
-        model = architectures[by_lower[arch.lower()]](encoder_name=encoder, **kwargs)
+        model = model_class(encoder_name=encoder, **kwargs)
     except (TypeError, ValueError, KeyError, RuntimeError) as err:
         raise PrrmseError(name, f"smp could not build it: {err}") from err
+    _check_every_layer_runs(name, model, (1, kwargs["in_channels"], PROBE_SIZE, PROBE_SIZE))
+    return model
 
-    probe = (1, kwargs["in_channels"], PROBE_SIZE, PROBE_SIZE)
-    unused = unused_modules(model, probe)
+
+def _check_every_layer_runs(name: str, model: nn.Module, probe: tuple[int, ...]) -> None:
+    """Refuse modules that never run (they would never train) and outputs of another size."""
+    called, output_shape = execution_order(model, probe)
+    used = set(called)
+    unused = [
+        module_name
+        for module_name, module in model.named_modules()
+        if module_name not in used and _owns_tensors(module)
+    ]
     if unused:
         raise PrrmseError(
             name,
             f"{len(unused)} modules never run in forward (first: {', '.join(unused[:3])}); "
             "for smp PSPNet pass encoder_depth=5 and upsampling=32",
         )
-    return model
+    if tuple(output_shape[2:]) != tuple(probe[2:]):
+        raise PrrmseError(
+            name, f"output is {list(output_shape[2:])} for a {list(probe[2:])} input; it must match"
+        )
+
+
+def _owns_tensors(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False)) or any(
+        True for _ in module.buffers(recurse=False)
+    )
 
 
 def arch_record(model: nn.Module) -> dict[str, Any]:
