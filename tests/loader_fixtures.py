@@ -6,13 +6,18 @@ tell which slice, phase or series a record carries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, MRImageStorage, generate_uid
+
+from prrmse.errors import PrrmseError
 
 ROWS, COLS = 20, 24
 
@@ -30,9 +35,7 @@ def label_pattern(rows: int, cols: int, value: int) -> np.ndarray:
     return label
 
 
-def write_nifti(
-    path: Path, data: np.ndarray, zooms: Sequence[float] = (1.5, 1.25, 10.0)
-) -> Path:
+def write_nifti(path: Path, data: np.ndarray, zooms: Sequence[float] = (1.5, 1.25, 10.0)) -> Path:
     """Write `data` with a diagonal affine of `zooms` (padded with 1 for extra axes)."""
     diag = list(zooms[:3]) + [1.0] * (3 - len(zooms[:3])) + [1.0]
     nib.save(nib.Nifti1Image(data, np.diag(diag)), path)
@@ -62,8 +65,12 @@ def write_acdc_patient(
         [(ed, lambda k: k % 3 + 1), (es, lambda k: 3 - k % 3)]
     ):
         image = np.stack(
-            [slice_pattern(ROWS, COLS, 1000 * number + 100 * phase_number + 10 * k)
-             for k in range(n_slices)], axis=2)
+            [
+                slice_pattern(ROWS, COLS, 1000 * number + 100 * phase_number + 10 * k)
+                for k in range(n_slices)
+            ],
+            axis=2,
+        )
         label = np.stack([label_pattern(ROWS, COLS, label_of(k)) for k in range(n_slices)], axis=2)
         write_nifti(folder / f"{pid}_frame{frame:02d}.nii.gz", image, zooms)
         write_nifti(folder / f"{pid}_frame{frame:02d}_gt.nii.gz", label, zooms)
@@ -120,34 +127,75 @@ SQUARE = [(3.0, 2.0), (10.0, 2.0), (10.0, 6.0), (3.0, 6.0)]
 def write_rvsc_patient(
     set_dir: Path,
     number: int,
-    contoured: Sequence[tuple[int, float]],
-    n_images: int = 6,
+    locations: Sequence[float],
+    contoured: Sequence[int],
     contours_dir: Path | None = None,
-    locations: Sequence[float] | None = None,
+    trigger_times: Sequence[float] | None = None,
 ) -> Path:
-    """patientNN/ with PNNdicom/ and i- and o-contours for the `contoured` (image number, loc).
+    """patientNN/ with PNNdicom/ (image n at locations[n-1]) and i/o-contours of `contoured`.
 
-    DICOM images 1..n_images lie at `locations[i-1]` (default: the contoured ones'
-    locations, others at 0.0). Contours go to patientNN/PNNcontours-manual unless
-    `contours_dir` (the test-set layout: <set>Contours/PNNcontours-manual) is given.
+    Pixel value of image n is 100*number + n + ramp. Contours go to
+    patientNN/PNNcontours-manual unless `contours_dir` (the test-set layout,
+    <set>Contours/) is given.
     """
     pnn = f"P{number:02d}"
     folder = set_dir / f"patient{number:02d}"
     dicom_dir = folder / f"{pnn}dicom"
     dicom_dir.mkdir(parents=True)
-    location_of = dict(contoured)
-    for n in range(1, n_images + 1):
-        loc = locations[n - 1] if locations is not None else location_of.get(n, 0.0)
+    for n, location in enumerate(locations, start=1):
         pixels = slice_pattern(ROWS, COLS, 100 * number + n).astype(np.uint16)
-        write_dicom(dicom_dir / f"{pnn}-{n:04d}.dcm", pixels, n, loc)
+        trigger = trigger_times[n - 1] if trigger_times is not None else None
+        write_dicom(dicom_dir / f"{pnn}-{n:04d}.dcm", pixels, n, location, trigger_time=trigger)
     contour_folder = (contours_dir or folder) / f"{pnn}contours-manual"
     contour_folder.mkdir(parents=True)
-    # Written in reverse so directory order, if the filesystem keeps creation order, is not sorted.
-    for n, _ in sorted(contoured, reverse=True):
+    # Written in reverse so directory order, where it follows creation, is not sorted.
+    for n in sorted(contoured, reverse=True):
         write_contour(contour_folder / f"{pnn}-{n:04d}-ocontour-manual.txt", SQUARE)
         write_contour(contour_folder / f"{pnn}-{n:04d}-icontour-manual.txt", SQUARE)
     (folder / f"{pnn}list.txt").write_text(
-        "".join(f".\\patient{number:02d}\\{pnn}contours-manual\\{pnn}-{n:04d}-icontour-manual.txt\r\n"
-                for n, _ in sorted(contoured, reverse=True))
+        "".join(
+            f".\\patient{number:02d}\\{pnn}contours-manual\\{pnn}-{n:04d}-icontour-manual.txt\r\n"
+            for n in sorted(contoured, reverse=True)
+        )
     )
     return folder
+
+
+def rewrite_dicom(path: Path, compressed: bool = False, drop_pixels: bool = False) -> Path:
+    """Damage a fixture DICOM: remove its pixels, or claim JPEG-LS with undecodable bytes."""
+    ds = dcmread(path)
+    if drop_pixels:
+        del ds.PixelData
+    if compressed:
+        ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+        ds.PixelData = encapsulate([b"\xff\xd8 not really jpeg-ls" * 4])
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_singular_nifti(path: Path, data: np.ndarray) -> Path:
+    """A NIfTI whose sform has a zero voxel size (nibabel refuses to build one from an affine)."""
+    header = nib.Nifti1Header()
+    header.set_data_dtype(data.dtype)
+    header.set_sform(np.diag([0.0, 1.0, 1.0, 1.0]), code=1)
+    nib.save(nib.Nifti1Image(data, None, header=header), path)
+    return path
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    """Cut a file to a fraction of its bytes, as an interrupted download would."""
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+    return path
+
+
+def expect_error(run: Callable[[], object], where: Path | str, *words: str) -> str:
+    """Run, expect a one-line PrrmseError naming `where` and containing `words`."""
+    with pytest.raises(PrrmseError) as info:
+        run()
+    message = str(info.value)
+    assert info.value.where == str(where), message
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+    return message

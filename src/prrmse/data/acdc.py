@@ -24,6 +24,8 @@ PHASES = ("ED", "ES")
 
 def find_patient_dirs(root: Path) -> list[Path]:
     """Every `patientNNN` folder under root, sorted by patient; a patient found twice is refused."""
+    if PATIENT_DIR.fullmatch(root.name):
+        return [root]
     found: dict[str, Path] = {}
     # followlinks=False: symlinked folders are listed (so a linked patient counts) but never
     # entered, so a symlink loop cannot hang the search.
@@ -115,12 +117,19 @@ def iter_phase_slices(patient_dir: Path, phase: str, frame: int) -> Iterator[Raw
 
 
 def iter_acdc(root: Path) -> Iterator[RawSlice]:
-    """Every ED and ES slice of every ACDC patient under root, by (patient, phase, slice)."""
+    """Every ED and ES slice of every ACDC patient under root, by (patient, phase, slice).
+
+    The folder search runs at call time, so a wrong root fails before any file is read.
+    """
     root = Path(root)
     require_dir(root)
     patient_dirs = find_patient_dirs(root)
     if not patient_dirs:
         raise PrrmseError(root, "no patientNNN folders found")
+    return _iter_patients(patient_dirs)
+
+
+def _iter_patients(patient_dirs: list[Path]) -> Iterator[RawSlice]:
     for patient_dir in patient_dirs:
         frames = phase_frames(patient_dir / "Info.cfg")
         for phase in PHASES:

@@ -103,7 +103,7 @@ def draw_anatomy(
     lv_radius = rng.uniform(20.0, 26.0)
     myo = rng.uniform(7.0, 10.0)
     lv_contraction = rng.uniform(0.28, 0.4)
-    rv_width = rng.uniform(18.0, 28.0)
+    rv_width = rng.uniform(22.0, 32.0)
     lesion_strength = 0.0
     if group == "DCM":
         lv_radius, myo, lv_contraction = lv_radius * 1.35, myo * 0.75, lv_contraction * 0.4
@@ -114,7 +114,7 @@ def draw_anatomy(
         lv_radius, lv_contraction = lv_radius * 1.15, lv_contraction * 0.6
         lesion_strength = -rng.uniform(0.35, 0.6)
     elif group == "RV":
-        rv_width *= 1.5
+        rv_width *= 1.4
     rv_wall = rng.uniform(3.0, 4.5)
     fat = rng.uniform(2.0, 6.0)
 
@@ -145,7 +145,7 @@ def draw_anatomy(
         rv_skew=rng.uniform(-0.3, 0.3),
         rv_wall=rv_wall * scale,
         rv_contraction=rng.uniform(0.2, 0.35),
-        rv_end_depth=rng.uniform(0.65, 0.95),
+        rv_end_depth=rng.uniform(0.75, 0.97),
         fat_thickness=fat * scale,
         fat_angle=rng.uniform(-np.pi, np.pi),
         lung_gap=rng.uniform(8.0, 20.0) * scale,
@@ -223,9 +223,16 @@ def _snap(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def fill_polygon(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Boolean mask of a polygon given as (x = column, y = row) vertices, PIL convention."""
+    """Boolean mask of a polygon of (x = column, y = row) vertices, outline included.
+
+    PIL's fill leaves out some edge pixels that cv2.fillPoly (the RVSC reference
+    loader) draws; adding the closed outline gives the cv2 mask.
+    """
+    vertices = [tuple(p) for p in polygon.tolist()]
     canvas = Image.new("L", (shape[1], shape[0]), 0)
-    ImageDraw.Draw(canvas).polygon([tuple(p) for p in polygon.tolist()], fill=1)
+    draw = ImageDraw.Draw(canvas)
+    draw.polygon(vertices, fill=1)
+    draw.line([*vertices, vertices[0]], fill=1, width=1)
     return np.asarray(canvas, dtype=bool)
 
 

@@ -50,7 +50,8 @@ def read_nifti(path: Path) -> NiftiVolume:
         # nibabel reads voxels lazily: a truncated .gz only fails here, so load inside the try.
         data = np.asarray(image.get_fdata(dtype=np.float32))
         affine = np.asarray(image.affine, dtype=np.float64)
-        zooms = [float(z) for z in image.header.get_zooms()]
+        # NIfTI stores float32: take its shortest decimal (1.2, not 1.2000000476837158).
+        zooms = [float(str(np.float32(z))) for z in image.header.get_zooms()]
     except (ImageFileError, HeaderDataError, OSError, EOFError, zlib.error, ValueError) as error:
         raise PrrmseError(path, f"cannot read NIfTI file ({one_line(error)})") from error
     # nibabel silently replaces a zero pixdim by 1, so the affine is the trustworthy test.
@@ -117,14 +118,18 @@ def find_nifti_cases(root: Path) -> list[NiftiCase]:
             label_file = folder / filename
             if nnunet_images is not None:
                 name = stem
-                image_file = _find_image(folder.parent / nnunet_images, stem + NNUNET_CHANNEL, label_file)
+                image_file = _find_image(
+                    folder.parent / nnunet_images, stem + NNUNET_CHANNEL, label_file
+                )
             elif stem.endswith(LABEL_SUFFIX):
                 name = stem[: -len(LABEL_SUFFIX)]
                 image_file = _find_image(folder, name, label_file)
             else:
                 continue
             if name in cases:
-                raise PrrmseError(label_file, f"case {name!r} also labelled by {cases[name].label_file}")
+                raise PrrmseError(
+                    label_file, f"case {name!r} also labelled by {cases[name].label_file}"
+                )
             cases[name] = NiftiCase(name, image_file, label_file)
     return [cases[name] for name in sorted(cases)]
 
@@ -166,12 +171,17 @@ def iter_case_slices(case: NiftiCase) -> Iterator[RawSlice]:
 
 
 def iter_nifti_pairs(root: Path) -> Iterator[RawSlice]:
-    """Every 2D slice (and series image) of every image/label pair under root."""
+    """Every 2D slice (and series image) of every image/label pair under root.
+
+    The folder search runs at call time, so a wrong root fails before any file is read.
+    """
     root = Path(root)
     require_dir(root)
     cases = find_nifti_cases(root)
     if not cases:
-        raise PrrmseError(root, "no image/label pairs found (<case>.nii.gz + <case>_gt.nii.gz, "
-                                "or nnU-Net imagesTr/labelsTr)")
-    for case in cases:
-        yield from iter_case_slices(case)
+        raise PrrmseError(
+            root,
+            "no image/label pairs found (<case>.nii.gz + <case>_gt.nii.gz, "
+            "or nnU-Net imagesTr/labelsTr)",
+        )
+    return (record for case in cases for record in iter_case_slices(case))

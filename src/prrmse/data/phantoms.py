@@ -27,6 +27,7 @@ from scipy.ndimage import gaussian_filter
 
 from prrmse.data.anatomy import (
     PatientAnatomy,
+    SliceGeometry,
     Tissue,
     contraction_at,
     draw_anatomy,
@@ -42,7 +43,7 @@ _BSSFP = np.array([0.0, 0.32, 0.85, 0.05, 0.28, 1.0, 0.95, 0.22, 0.24])
 _T1_MS = np.array([1.0, 900.0, 300.0, 1200.0, 600.0, 1600.0, 1600.0, 1000.0, 1000.0])
 _PD = np.array([0.0, 0.7, 0.9, 0.1, 0.7, 0.9, 0.9, 0.75, 0.75])
 _PARTIAL_VOLUME_SIGMA_PX = 0.7
-_GZIP_LEVEL = 6
+_GZIP_LEVEL = 1  # noisy voxels barely compress better at higher levels, only slower
 
 
 def _patient_rng(seed: int, dataset: str, patient: int, stream: int) -> np.random.Generator:
@@ -70,9 +71,7 @@ def _blur_in_plane(images: np.ndarray, plane_axes: tuple[int, int]) -> np.ndarra
     return gaussian_filter(images, sigma=sigma)
 
 
-def _bssfp_images(
-    rng: np.random.Generator, tissue: np.ndarray, blood_level: float
-) -> np.ndarray:
+def _bssfp_images(rng: np.random.Generator, tissue: np.ndarray, blood_level: float) -> np.ndarray:
     """bSSFP magnitude images of a stack of tissue maps (..., rows, cols), one patient."""
     lut = (_BSSFP * rng.uniform(0.9, 1.1, _BSSFP.size)).astype(np.float32)
     lut[Tissue.AIR] = 0.0
@@ -89,8 +88,11 @@ def _nifti_bytes(data: np.ndarray, zooms: tuple[float, ...]) -> bytes:
     return gzip.compress(image.to_bytes(), compresslevel=_GZIP_LEVEL, mtime=0)
 
 
-def _geometry(a: PatientAnatomy, shape: tuple[int, int], depths: np.ndarray, c: float):
-    return [render_slice(a, shape, float(d), c) for d in depths]
+def _geometry(
+    a: PatientAnatomy, shape: tuple[int, int], depths: np.ndarray, contraction: float
+) -> list[SliceGeometry]:
+    """The slices of one phase, base to apex."""
+    return [render_slice(a, shape, float(d), contraction) for d in depths]
 
 
 def _shape(params: dict[str, Any]) -> tuple[int, int]:
@@ -129,9 +131,7 @@ def _write_acdc(params: dict[str, Any], seed: int, out: Path) -> None:
             Path(f"{stem}_gt.nii.gz").write_bytes(_nifti_bytes(labels, zooms))
 
 
-def _dicom_dataset(
-    pixels: np.ndarray, uid_source: list[str], tags: dict[str, Any]
-) -> Dataset:
+def _dicom_dataset(pixels: np.ndarray, uid_source: list[str], tags: dict[str, Any]) -> Dataset:
     """MR Image Storage dataset, 12-bit unsigned pixels, UIDs derived from `uid_source`."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
@@ -206,8 +206,9 @@ def _write_rvsc_patient(
             }
             uid_source = [str(seed), "rvsc", name, stem]
             ds = _dicom_dataset(pixels[p, s], uid_source, tags)
-            pydicom.dcmwrite(patient_dir / f"{name}dicom" / f"{stem}.dcm", ds,
-                             enforce_file_format=True)
+            pydicom.dcmwrite(
+                patient_dir / f"{name}dicom" / f"{stem}.dcm", ds, enforce_file_format=True
+            )
             slice_geometry = geometry[p][s]
             if p not in (0, es) or slice_geometry.rv_endo is None:
                 continue

@@ -1,0 +1,337 @@
+"""Reuse plan: for every (layer, kind) of one target/source pair, reuse the source's tensor or not.
+
+Evidence comes from the replacement sweep (drop of the mean foreground Dice, classes 1..3,
+NaN-skipping, when the source's tensor replaces the target's) and from the RMSE table.
+Rules, thresholds from config:
+
+- "sweep": reuse when dice_drop <= max_dice_drop[kind];
+- "rmse":  conv W by RMSE alone (rmse <= max_rmse_w, the paper's second version); the
+           other kinds by the sweep, since RMSE has no threshold for them;
+- "both":  the sweep for every kind AND, for conv W, the RMSE.
+
+The head is never reused (decision "keep"); absent kinds are "absent". The share reused
+counts only decidable entries (neither head nor absent), as entries and as scalars: the
+paper's PSPNet-b, T1-auto -> ACDC-seg, keeps RM 1,17; W 1,6,11,12,16,17,19,20; B 1, which
+is 120 of 131 entries, its "92 % reused".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from prrmse import provenance
+from prrmse.errors import PrrmseError
+from prrmse.io import read_json, sha256_file, write_json_atomic
+from prrmse.layers import BN_KINDS, CONV_KINDS, KINDS_OF_FAMILY, index_layers, layer_label
+from prrmse.models.registry import ARCH_ATTR
+from prrmse.rmse import RMSE_COLUMNS, probe_shape
+
+RULES = ("sweep", "rmse", "both")
+DECISIONS = ("reuse", "keep", "absent")
+SWEEP_COLUMNS = "family layer module head kind status class dice baseline_dice".split()
+FOREGROUND = (1, 2, 3)
+PLAN_KEYS = (
+    "target source arch layer_counts thresholds rule entries share non_reusable provenance".split()
+)
+ENTRY_KEYS = ("family", "layer", "module", "kind", "decision", "evidence")
+# How an error names the tensor a kind stands for.
+KIND_WORDS = dict(RM="running mean", RV="running var", RW="weight", RB="bias", W="weight", B="bias")
+
+
+def read_table(path: Path, required: list[str]) -> pd.DataFrame:
+    """A tidy CSV (provenance comment skipped) with at least the `required` columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrrmseError(path, "file not found")
+    try:
+        # Module names stay text even where a Sequential numbers them "0", "1", ...
+        table = pd.read_csv(path, comment="#", dtype={"module": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise PrrmseError(path, f"not a readable CSV ({exc})") from exc
+    require_columns(table, required, path)
+    if table.empty:
+        raise PrrmseError(path, "has no rows")
+    return table
+
+
+def require_columns(table: pd.DataFrame, required: list[str], where: str | Path) -> None:
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        raise PrrmseError(where, f"missing columns: {', '.join(missing)}")
+
+
+def _as_bool(column: pd.Series) -> pd.Series:
+    # A CSV round trip may leave "True"/"False" strings where a bool column was written.
+    if column.dtype == bool:
+        return column
+    return column.astype(str).str.strip().str.lower().isin(("true", "1"))
+
+
+def _number(value: Any) -> float | None:
+    """JSON has no NaN: an undefined number is null."""
+    if value is None or pd.isna(value):
+        return None
+    return float(value)
+
+
+def _check_rule(thresholds: Mapping[str, Any], rule: str, kinds: set[str]) -> None:
+    if rule not in RULES:
+        raise PrrmseError("plan rule", f"unknown rule {rule!r}; valid: {', '.join(RULES)}")
+    by_sweep = kinds if rule != "rmse" else kinds - {"W"}
+    drops = thresholds.get("max_dice_drop") or {}
+    for kind in sorted(by_sweep):
+        if drops.get(kind) is None:
+            raise PrrmseError(
+                "thresholds.max_dice_drop", f"no threshold for kind {kind} (rule {rule!r})"
+            )
+    if rule != "sweep" and "W" in kinds and thresholds.get("max_rmse_w") is None:
+        raise PrrmseError("thresholds.max_rmse_w", f"rule {rule!r} needs it")
+
+
+def _layer_keys(table: pd.DataFrame) -> set[tuple[str, int, str]]:
+    body = table[~_as_bool(table["head"]) & (table["family"] != "baseline")]
+    return set(zip(body["family"], body["layer"].astype(int), body["module"], strict=True))
+
+
+def _check_same_layers(sweep: pd.DataFrame, rmse: pd.DataFrame, where: str) -> None:
+    sweep_keys, rmse_keys = _layer_keys(sweep), _layer_keys(rmse)
+    if sweep_keys != rmse_keys:
+        only_sweep = sorted(sweep_keys - rmse_keys)[:3]
+        only_rmse = sorted(rmse_keys - sweep_keys)[:3]
+        raise PrrmseError(
+            where,
+            f"sweep and rmse cover different layers: only in sweep {only_sweep}, "
+            f"only in rmse {only_rmse}",
+        )
+
+
+def dice_drops(sweep: pd.DataFrame) -> dict[tuple[str, int, str], float]:
+    """Baseline minus replaced mean foreground Dice (classes 1..3, NaN skipped) per entry."""
+    replaced = sweep[sweep["status"] == "replaced"]
+    replaced = replaced[replaced["class"].astype(int).isin(FOREGROUND)]
+    return {
+        (family, int(layer), kind): float(rows["baseline_dice"].mean() - rows["dice"].mean())
+        for (family, layer, kind), rows in replaced.groupby(["family", "layer", "kind"])
+    }
+
+
+def _judge(
+    kind: str, drop: float | None, rmse: float, thresholds: Mapping[str, Any], rule: str
+) -> tuple[bool, str]:
+    """Whether a decidable entry is reusable, and why, in one sentence."""
+    checks: list[tuple[bool, str]] = []
+    if rule != "rmse" or kind != "W":
+        limit = float(thresholds["max_dice_drop"][kind])
+        if drop is None or math.isnan(drop):
+            checks.append((False, "dice drop undefined"))
+        else:
+            checks.append(
+                (drop <= limit, f"dice drop {drop:.4g} {'<=' if drop <= limit else '>'} {limit:g}")
+            )
+    if rule != "sweep" and kind == "W":
+        limit = float(thresholds["max_rmse_w"])
+        checks.append(
+            (rmse <= limit, f"rmse {rmse:.4g} {'<=' if rmse <= limit else '>'} {limit:g}")
+        )
+    return all(ok for ok, _ in checks), "; ".join(text for _, text in checks)
+
+
+def _entry(row: Any, drops: Mapping, thresholds: Mapping[str, Any], rule: str) -> dict[str, Any]:
+    key = (row.family, int(row.layer), row.kind)
+    label = f"{'BN' if row.family == 'bn' else 'conv'} {key[1]} {row.kind}"
+    drop, rmse = drops.get(key), _number(row.rmse)
+    if row.status == "absent":
+        decision, reason = "absent", f"absent: {row.module} has no {KIND_WORDS[row.kind]}"
+    elif row.head:
+        decision, reason = "keep", "head: never reused"
+    else:
+        needs_sweep = rule != "rmse" or row.kind != "W"
+        if needs_sweep and key not in drops:
+            raise PrrmseError("sweep table", f"no replaced rows for {label}")
+        if rmse is None and rule != "sweep" and row.kind == "W":
+            raise PrrmseError("rmse table", f"no rmse for {label}")
+        reusable, reason = _judge(row.kind, drop, rmse or 0.0, thresholds, rule)
+        decision = "reuse" if reusable else "keep"
+    return {
+        "family": row.family,
+        "layer": key[1],
+        "module": row.module,
+        "head": bool(row.head),
+        "kind": row.kind,
+        "decision": decision,
+        "numel": None if pd.isna(row.numel) else int(row.numel),
+        "evidence": {"dice_drop": _number(drop), "rmse": rmse, "reason": reason},
+    }
+
+
+def make_plan(
+    sweep_df: pd.DataFrame,
+    rmse_df: pd.DataFrame,
+    thresholds: Mapping[str, Any],
+    rule: str,
+    where: str = "sweep vs rmse",
+) -> dict[str, Any]:
+    """Decisions for every (layer, kind) of the RMSE table, shares and non-reusable layers.
+
+    `rmse_df` holds one pair (tensor_rmse, or one pair of pairwise_rmse).
+    """
+    require_columns(sweep_df, SWEEP_COLUMNS, "sweep table")
+    require_columns(rmse_df, RMSE_COLUMNS, "rmse table")
+    if "model_a" in rmse_df and len(rmse_df.groupby(["model_a", "model_b"])) > 1:
+        raise PrrmseError("rmse table", "holds several pairs; pass the target/source pair's rows")
+    rmse = rmse_df.assign(head=_as_bool(rmse_df["head"]), layer=rmse_df["layer"].astype(int))
+    _check_same_layers(sweep_df, rmse, where)
+    _check_rule(thresholds, rule, set(rmse.loc[rmse["status"] == "compared", "kind"]))
+    order = {kind: i for i, kind in enumerate((*BN_KINDS, *CONV_KINDS))}
+    rmse = rmse.sort_values(
+        ["family", "layer", "kind"], key=lambda c: c.map(order) if c.name == "kind" else c
+    )
+    drops = dice_drops(sweep_df)
+    entries = [_entry(row, drops, thresholds, rule) for row in rmse.itertuples(index=False)]
+
+    decidable = [e for e in entries if e["decision"] != "absent" and not e["head"]]
+    reused = [e for e in decidable if e["decision"] == "reuse"]
+    scalars = sum(e["numel"] for e in decidable)
+    return {
+        "layer_counts": {
+            family: int(rmse.loc[rmse["family"] == family, "layer"].nunique())
+            for family in KINDS_OF_FAMILY
+        },
+        "thresholds": dict(thresholds),
+        "rule": rule,
+        "entries": entries,
+        "share": {
+            "entries": len(reused) / len(decidable) if decidable else None,
+            "scalars": sum(e["numel"] for e in reused) / scalars if scalars else None,
+        },
+        "non_reusable": {
+            kind: [e["layer"] for e in decidable if e["kind"] == kind and e["decision"] == "keep"]
+            for kind in (*BN_KINDS, *CONV_KINDS)
+        },
+    }
+
+
+def _names_match(recorded: Any, name: str) -> bool:
+    # Products may record a model by name or by its checkpoint path results/models/<name>/...
+    return str(recorded) == name or name in Path(str(recorded)).parts
+
+
+def _check_pair(path: Path, table: pd.DataFrame, target: str, source: str) -> None:
+    """Where the sweep records its target/source (columns or provenance), they must match."""
+    recorded = provenance.read_csv_provenance(path) or {}
+    for role, name in (("target", target), ("source", source)):
+        values = set(table[role].astype(str)) if role in table else set()
+        values |= {str(recorded[role])} if role in recorded else set()
+        wrong = sorted(value for value in values if not _names_match(value, name))
+        if wrong:
+            raise PrrmseError(path, f"made for {role} {wrong[0]!r}, the plan's {role} is {name!r}")
+
+
+def _pair_rows(path: Path, table: pd.DataFrame, target: str, source: str) -> pd.DataFrame:
+    if "model_a" not in table:
+        return table
+    pairs = {(target, source), (source, target)}
+    rows = table[[pair in pairs for pair in zip(table["model_a"], table["model_b"], strict=True)]]
+    if rows.empty:
+        found = sorted(set(zip(table["model_a"], table["model_b"], strict=True)))[:3]
+        raise PrrmseError(path, f"no rows for the pair {target} / {source} (pairs: {found})")
+    return rows
+
+
+def run_plan(
+    sweep_csv: Path,
+    rmse_csv: Path,
+    out_json: Path,
+    thresholds: Mapping[str, Any],
+    rule: str,
+    target_name: str,
+    source_name: str,
+) -> dict[str, Any]:
+    """Read a sweep CSV and an RMSE CSV of one target/source pair; write the plan JSON."""
+    sweep_csv, rmse_csv = Path(sweep_csv), Path(rmse_csv)
+    sweep = read_table(sweep_csv, SWEEP_COLUMNS)
+    rmse = read_table(rmse_csv, RMSE_COLUMNS)
+    _check_pair(sweep_csv, sweep, target_name, source_name)
+    rmse = _pair_rows(rmse_csv, rmse, target_name, source_name)
+    plan = make_plan(sweep, rmse, thresholds, rule, where=f"{sweep_csv} vs {rmse_csv}")
+    stamps = [provenance.read_csv_provenance(path) or {} for path in (rmse_csv, sweep_csv)]
+    arch = next((stamp["arch"] for stamp in stamps if "arch" in stamp), None)
+    result = {
+        "target": target_name,
+        "source": source_name,
+        "arch": arch,
+        **plan,
+        "provenance": provenance.stamp(
+            config={"thresholds": dict(thresholds), "rule": rule},
+            inputs={str(path): sha256_file(path) for path in (sweep_csv, rmse_csv)},
+        ),
+    }
+    write_json_atomic(out_json, result)
+    return result
+
+
+def load_plan(path: Path, model: nn.Module | None = None) -> dict[str, Any]:
+    """A validated plan; given a model, also check it was made for this architecture."""
+    plan = read_json(path)
+    missing = [key for key in PLAN_KEYS if not isinstance(plan, dict) or key not in plan]
+    if missing:
+        raise PrrmseError(path, f"not a reuse plan: missing keys {', '.join(missing)}")
+    for number, entry in enumerate(plan["entries"], start=1):
+        lacking = [key for key in ENTRY_KEYS if not isinstance(entry, dict) or key not in entry]
+        if lacking:
+            raise PrrmseError(path, f"entry {number} lacks {', '.join(lacking)}")
+        if entry["kind"] not in KINDS_OF_FAMILY.get(entry["family"], ()):
+            raise PrrmseError(
+                path, f"entry {number}: no kind {entry['kind']!r} in family {entry['family']!r}"
+            )
+        if entry["decision"] not in DECISIONS:
+            raise PrrmseError(
+                path,
+                f"entry {number}: decision {entry['decision']!r} is not one of {', '.join(DECISIONS)}",
+            )
+    if model is not None:
+        check_plan_fits(path, plan, model)
+    return plan
+
+
+def check_plan_fits(path: Path, plan: Mapping[str, Any], model: nn.Module) -> None:
+    """Architecture, layer counts, modules and every named kind must exist on the model."""
+    arch = (getattr(model, ARCH_ATTR, None) or {}).get("name")
+    if plan["arch"] and arch and plan["arch"] != arch:
+        raise PrrmseError(
+            path, f"plan made for another architecture: plan {plan['arch']!r}, model {arch!r}"
+        )
+    layers = {
+        (layer.family, layer.number): layer for layer in index_layers(model, probe_shape(model))
+    }
+    counts = {family: sum(1 for f, _ in layers if f == family) for family in KINDS_OF_FAMILY}
+    if counts != plan["layer_counts"]:
+        raise PrrmseError(
+            path,
+            f"plan made for another architecture: plan has layer counts "
+            f"{plan['layer_counts']}, the model {counts}",
+        )
+    for entry in plan["entries"]:
+        layer = layers.get((entry["family"], int(entry["layer"])))
+        if layer is None:
+            raise PrrmseError(
+                path, f"plan names {entry['family']} {entry['layer']}, which the model lacks"
+            )
+        if entry["module"] != layer.module_name:
+            raise PrrmseError(
+                path,
+                f"plan made for another architecture: {layer_label(layer)} is "
+                f"{entry['module']} in the plan, {layer.module_name} in the model",
+            )
+        if entry["decision"] != "absent" and entry["kind"] not in layer.kinds:
+            raise PrrmseError(
+                path,
+                f"plan names kind {entry['kind']} on {layer_label(layer)}, "
+                f"which has no {KIND_WORDS[entry['kind']]}",
+            )

@@ -1,0 +1,148 @@
+"""RMSE of corresponding tensors of two models, per layer and kind, for one pair or a group.
+
+RMSE(a, b) = sqrt(mean((a - b)^2)) in float64, for every (layer, kind) of the layer index,
+the prediction head included (flagged `head`; the paper's figures leave it out). A kind
+that is absent on the layer (a conv without bias) is reported with status "absent" and an
+empty rmse: an absent tensor is not a zero difference. Models must share architecture,
+layer index and tensor shapes; the first difference is reported, naming the model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from prrmse import provenance
+from prrmse.checkpoint import load_model
+from prrmse.errors import PrrmseError
+from prrmse.io import atomic_path, sha256_file
+from prrmse.layers import KINDS_OF_FAMILY, Layer, get_tensor, index_layers
+from prrmse.models.registry import ARCH_ATTR, PROBE_SIZE, model_signature, signature_mismatch
+
+RMSE_COLUMNS = ["family", "layer", "module", "head", "kind", "status", "numel", "rmse"]
+
+
+def probe_shape(model: nn.Module) -> tuple[int, int, int, int]:
+    """The dummy input the layer index runs: the model's own input channel count, 64 x 64."""
+    record = getattr(model, ARCH_ATTR, None) or {"options": {}}
+    return (1, int(record["options"].get("in_channels", 1)), PROBE_SIZE, PROBE_SIZE)
+
+
+def matched_layers(reference: nn.Module, others: Mapping[str | Path, nn.Module]) -> list[Layer]:
+    """The reference's layer index, once every other model (keyed by where it came from, for
+    the error) is shown to have the same architecture, layers and tensor shapes."""
+    expected = model_signature(reference, probe_shape(reference))
+    for where, other in others.items():
+        problem = signature_mismatch(expected, model_signature(other, probe_shape(other)))
+        if problem is not None:
+            raise PrrmseError(where, f"models do not correspond: {problem}")
+    return index_layers(reference, probe_shape(reference))
+
+
+def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
+    difference = a.detach().to("cpu", torch.float64) - b.detach().to("cpu", torch.float64)
+    return float(torch.sqrt(torch.mean(difference * difference)))
+
+
+def _rows(a_model: nn.Module, b_model: nn.Module, layers: Sequence[Layer]) -> list[dict]:
+    rows = []
+    for layer in layers:
+        for kind in KINDS_OF_FAMILY[layer.family]:
+            row = {
+                "family": layer.family,
+                "layer": layer.number,
+                "module": layer.module_name,
+                "head": layer.head,
+                "kind": kind,
+            }
+            if kind in layer.absent:
+                rows.append({**row, "status": "absent", "numel": pd.NA, "rmse": float("nan")})
+                continue
+            a, b = get_tensor(a_model, layer, kind), get_tensor(b_model, layer, kind)
+            rows.append({**row, "status": "compared", "numel": a.numel(), "rmse": _rmse(a, b)})
+    return rows
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=columns)
+    # Nullable integers, so an absent kind's numel stays empty instead of turning into 0.0.
+    frame["numel"] = frame["numel"].astype("Int64")
+    return frame
+
+
+def tensor_rmse(a_model: nn.Module, b_model: nn.Module) -> pd.DataFrame:
+    """One row per (layer, kind) in index order: family, layer, module, head, kind, status, numel, rmse."""
+    layers = matched_layers(a_model, {"second model": b_model})
+    return _frame(_rows(a_model, b_model, layers), RMSE_COLUMNS)
+
+
+def pairwise_rmse(
+    models: Mapping[str, nn.Module], sources: Mapping[str, str | Path] | None = None
+) -> pd.DataFrame:
+    """tensor_rmse for every unordered pair, in the given order of names, with model_a/model_b.
+
+    `sources` (name -> file) lets a mismatch name the file rather than the model.
+    """
+    names = list(models)
+    if len(names) < 2:
+        raise PrrmseError("rmse", f"needs at least two models, got {len(names)}")
+    where = sources or {}
+    layers = matched_layers(
+        models[names[0]], {where.get(name, name): models[name] for name in names[1:]}
+    )
+    rows = []
+    for name_a, name_b in itertools.combinations(names, 2):
+        pair = {"model_a": name_a, "model_b": name_b}
+        rows += [{**pair, **row} for row in _rows(models[name_a], models[name_b], layers)]
+    return _frame(rows, ["model_a", "model_b", *RMSE_COLUMNS])
+
+
+def _model_names(checkpoints: Sequence[Path], records: Sequence[dict]) -> list[str]:
+    # A training run stores its model as <name>/model.safetensors: the record's name says it.
+    return [
+        str(record.get("name") or path.parent.name)
+        for path, record in zip(checkpoints, records, strict=True)
+    ]
+
+
+def run_rmse(
+    checkpoints: Sequence[Path], out_csv: Path, names: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Read checkpoints, write every pair's RMSE table as a CSV with a provenance header.
+
+    Two checkpoints give one pair; more give every pair (paper Fig. 11: seg and auto on T1
+    and ACDC; Fig. 12: T1, RVSC, ACDC seg plus T1 auto).
+    """
+    checkpoints = [Path(path) for path in checkpoints]
+    if len(checkpoints) < 2:
+        raise PrrmseError("rmse", f"needs at least two checkpoints, got {len(checkpoints)}")
+    if names is not None and len(names) != len(checkpoints):
+        raise PrrmseError("rmse", f"{len(names)} names for {len(checkpoints)} checkpoints")
+    loaded = [load_model(path) for path in checkpoints]
+    models = [model for model, _ in loaded]
+    records = [record for _, record in loaded]
+    names = list(names) if names is not None else _model_names(checkpoints, records)
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise PrrmseError("rmse", f"model names must differ; repeated: {', '.join(duplicates)}")
+    sources = dict(zip(names, checkpoints, strict=True))
+    table = pairwise_rmse(dict(zip(names, models, strict=True)), sources)
+    stamp = provenance.stamp(
+        arch=records[0]["arch"],
+        options=records[0].get("options", {}),
+        models={name: str(path) for name, path in sources.items()},
+        inputs={str(path): sha256_file(path) for path in checkpoints},
+    )
+    write_table_csv(out_csv, table, stamp)
+    return table
+
+
+def write_table_csv(path: Path, table: pd.DataFrame, stamp: dict) -> None:
+    """Provenance comment line, then the table; written under a temp name and renamed."""
+    with atomic_path(path) as temp:
+        temp.write_text(provenance.csv_header(stamp) + table.to_csv(index=False))

@@ -1,0 +1,162 @@
+import os
+
+import numpy as np
+import pytest
+
+from prrmse.data.loaders import iter_slices
+from prrmse.data.nifti_pairs import iter_nifti_pairs
+from tests.loader_fixtures import (
+    COLS,
+    ROWS,
+    expect_error,
+    label_pattern,
+    slice_pattern,
+    truncate,
+    write_nifti,
+    write_singular_nifti,
+)
+
+
+def _series(n_slices, n_series):
+    """Image (H,W,S,T) whose pixel (0,0) is 10*slice + series."""
+    return np.stack(
+        [
+            np.stack([slice_pattern(ROWS, COLS, 10 * s + t) for t in range(n_series)], axis=-1)
+            for s in range(n_slices)
+        ],
+        axis=2,
+    )
+
+
+def _labels(n_slices):
+    return np.stack([label_pattern(ROWS, COLS, s + 1) for s in range(n_slices)], axis=2)
+
+
+def test_side_by_side_pairs_2d_and_3d(tmp_path):
+    write_nifti(tmp_path / "b.nii.gz", _series(2, 1)[..., 0], zooms=(1.2, 0.9, 8.0))
+    write_nifti(tmp_path / "b_gt.nii.gz", _labels(2))
+    sub = tmp_path / "more"
+    sub.mkdir()
+    write_nifti(sub / "a.nii.gz", slice_pattern(ROWS, COLS, 7.0), zooms=(2.0, 1.0))
+    write_nifti(sub / "a_gt.nii.gz", label_pattern(ROWS, COLS, 2))
+    write_nifti(sub / "unlabelled.nii.gz", slice_pattern(ROWS, COLS, 0.0))
+    records = list(iter_slices("nifti_pairs", tmp_path))
+    assert [(r.patient, r.slice_index, r.series_index) for r in records] == [
+        ("a", 0, 0),
+        ("b", 0, 0),
+        ("b", 1, 0),
+    ]
+    a, _, b1 = records
+    assert a.group == "" and a.phase == "" and a.spacing == (2.0, 1.0)
+    assert a.image[0, 0] == 7.0 and a.image[0, 1] == 7.25 and a.image[1, 0] == 7.5
+    assert a.image.dtype == np.float32 and a.label.dtype == np.int64
+    assert b1.image.shape == (ROWS, COLS) and b1.image[0, 0] == 10.0
+    assert set(np.unique(b1.label)) == {0, 2} and b1.spacing == (1.2, 0.9)
+    assert b1.image_file == tmp_path / "b.nii.gz" and b1.label_file == tmp_path / "b_gt.nii.gz"
+
+
+def test_nnunet_layout_with_4d_series_sharing_the_slice_mask(tmp_path):
+    for images, labels, case in [
+        ("imagesTr", "labelsTr", "T1_002"),
+        ("imagesTs", "labelsTs", "T1_001"),
+    ]:
+        (tmp_path / images).mkdir()
+        (tmp_path / labels).mkdir()
+        write_nifti(tmp_path / images / f"{case}_0000.nii.gz", _series(2, 3))
+        write_nifti(tmp_path / labels / f"{case}.nii.gz", _labels(2))
+    records = list(iter_nifti_pairs(tmp_path))
+    assert len(records) == 12
+    first = records[:6]
+    assert [(r.patient, r.slice_index, r.series_index) for r in first] == [
+        ("T1_001", s, t) for s in range(2) for t in range(3)
+    ]
+    assert [r.image[0, 0] for r in first] == [0, 1, 2, 10, 11, 12]
+    assert all(set(np.unique(r.label)) == {0, r.slice_index + 1} for r in records)
+    assert first[0].image_file.name == "T1_001_0000.nii.gz"
+    assert first[0].label_file == tmp_path / "labelsTs" / "T1_001.nii.gz"
+
+
+def test_one_slice_series_with_2d_label(tmp_path):
+    write_nifti(tmp_path / "c.nii.gz", _series(1, 4)[:, :, 0, :])
+    write_nifti(tmp_path / "c_gt.nii.gz", label_pattern(ROWS, COLS, 2))
+    records = list(iter_nifti_pairs(tmp_path))
+    assert [(r.slice_index, r.series_index, r.image[0, 0]) for r in records] == [
+        (0, t, t) for t in range(4)
+    ]
+
+
+def test_symlink_loop_does_not_hang(tmp_path):
+    write_nifti(tmp_path / "a.nii.gz", slice_pattern(ROWS, COLS, 0.0))
+    write_nifti(tmp_path / "a_gt.nii.gz", label_pattern(ROWS, COLS, 1))
+    os.symlink(tmp_path, tmp_path / "loop")
+    assert len(list(iter_nifti_pairs(tmp_path))) == 1
+
+
+def test_missing_and_empty_root(tmp_path):
+    expect_error(lambda: iter_nifti_pairs(tmp_path / "nope"), tmp_path / "nope", "not found")
+    write_nifti(tmp_path / "unlabelled.nii.gz", slice_pattern(ROWS, COLS, 0.0))
+    expect_error(lambda: iter_nifti_pairs(tmp_path), tmp_path, "no image/label pairs")
+
+
+def test_label_without_image(tmp_path):
+    write_nifti(tmp_path / "a_gt.nii.gz", label_pattern(ROWS, COLS, 1))
+    (tmp_path / "labelsTr").mkdir()
+    expect_error(lambda: iter_nifti_pairs(tmp_path), tmp_path / "a_gt.nii.gz", "without its image")
+    (tmp_path / "a_gt.nii.gz").unlink()
+    write_nifti(tmp_path / "labelsTr" / "x.nii.gz", label_pattern(ROWS, COLS, 1))
+    expect_error(
+        lambda: iter_nifti_pairs(tmp_path),
+        tmp_path / "labelsTr" / "x.nii.gz",
+        "imagesTr/x_0000.nii.gz",
+    )
+
+
+def test_duplicate_case_names(tmp_path):
+    for folder in (tmp_path / "a", tmp_path / "b"):
+        folder.mkdir()
+        write_nifti(folder / "c.nii.gz", slice_pattern(ROWS, COLS, 0.0))
+        write_nifti(folder / "c_gt.nii.gz", label_pattern(ROWS, COLS, 1))
+    expect_error(
+        lambda: iter_nifti_pairs(tmp_path), tmp_path / "b" / "c_gt.nii.gz", "also labelled"
+    )
+
+
+@pytest.mark.parametrize(
+    "image, label",
+    [
+        (_series(2, 1)[..., 0], _labels(3)),  # slices differ
+        (_series(2, 3), label_pattern(ROWS, COLS, 1)),  # 4D image needs a 3D label
+        (slice_pattern(ROWS, COLS, 0.0), label_pattern(ROWS, COLS + 1, 1)),
+        (_series(2, 3), _series(2, 3).astype(np.uint8)),  # labels are at most 3D
+    ],
+)
+def test_shape_mismatch(tmp_path, image, label):
+    write_nifti(tmp_path / "c.nii.gz", image)
+    write_nifti(tmp_path / "c_gt.nii.gz", label)
+    expect_error(lambda: list(iter_nifti_pairs(tmp_path)), tmp_path / "c_gt.nii.gz", "shape")
+
+
+def test_nan_in_image(tmp_path):
+    image = _series(2, 3)
+    image[0, 0, 1, 2] = np.nan
+    write_nifti(tmp_path / "c.nii.gz", image)
+    write_nifti(tmp_path / "c_gt.nii.gz", _labels(2))
+    expect_error(lambda: list(iter_nifti_pairs(tmp_path)), tmp_path / "c.nii.gz", "NaN or Inf")
+
+
+def test_singular_affine(tmp_path):
+    write_singular_nifti(tmp_path / "c.nii.gz", _series(2, 1)[..., 0])
+    write_nifti(tmp_path / "c_gt.nii.gz", _labels(2))
+    expect_error(lambda: list(iter_nifti_pairs(tmp_path)), tmp_path / "c.nii.gz", "singular")
+
+
+def test_truncated_file(tmp_path):
+    write_nifti(tmp_path / "c.nii.gz", _series(2, 3))
+    write_nifti(tmp_path / "c_gt.nii.gz", _labels(2))
+    truncate(tmp_path / "c.nii.gz", 0.7)
+    expect_error(lambda: list(iter_nifti_pairs(tmp_path)), tmp_path / "c.nii.gz", "cannot read")
+
+
+def test_unknown_format_lists_the_valid_ones(tmp_path):
+    message = expect_error(lambda: iter_slices("dicom", tmp_path), "format", "'dicom'")
+    assert "acdc, rvsc, nifti_pairs" in message

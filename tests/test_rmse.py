@@ -1,0 +1,122 @@
+"""RMSE per layer and kind: known values, absent kinds, pairs, mismatches, the CSV product."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from prrmse.checkpoint import save_tensors
+from prrmse.errors import PrrmseError
+from prrmse.models import build_model
+from prrmse.provenance import read_csv_provenance
+from prrmse.rmse import pairwise_rmse, run_rmse, tensor_rmse
+
+
+def tiny(seed: int = 0, width: int = 2, bias: bool = False) -> nn.Module:
+    """conv 1 (bias per `bias`) -> BN 1 -> ReLU -> conv 2, the 4-channel head."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1, bias=bias),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+        nn.Conv2d(width, 4, 1),
+    )
+
+
+def filled(value: float) -> nn.Module:
+    model = tiny()
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.fill_(value)
+    return model
+
+
+def save_unet(path: Path, seed: int, width: int = 4) -> Path:
+    torch.manual_seed(seed)
+    model = build_model("unet", width=width)
+    record = {
+        "kind": "model",
+        "name": path.stem,
+        "arch": "unet",
+        "options": {"width": width},
+        "task": "seg",
+        "dataset": "acdc",
+        "seed": seed,
+    }
+    save_tensors(path, model.state_dict(), record)
+    return path
+
+
+def test_model_against_itself_is_zero_and_absent_bias_is_absent() -> None:
+    model = tiny()
+    table = tensor_rmse(model, model)
+    assert list(table.columns) == [
+        "family",
+        "layer",
+        "module",
+        "head",
+        "kind",
+        "status",
+        "numel",
+        "rmse",
+    ]
+    compared = table[table["status"] == "compared"]
+    assert (compared["rmse"] == 0).all() and len(compared) == 4 + 1 + 2
+    absent = table[table["status"] == "absent"]
+    assert absent[["family", "layer", "kind"]].values.tolist() == [["conv", 1, "B"]]
+    assert absent["rmse"].isna().all() and absent["numel"].isna().all()
+
+
+def test_known_tensors_give_known_rmse_and_head_is_flagged() -> None:
+    table = tensor_rmse(filled(0.0), filled(2.0)).set_index(["family", "layer", "kind"])
+    assert table.loc[("conv", 1, "W"), "rmse"] == 2.0 and table.loc[("conv", 1, "W"), "numel"] == 18
+    assert table["rmse"].dropna().eq(2.0).all()
+    assert table.loc[("conv", 2, "W"), "head"] and not table.loc[("conv", 1, "W"), "head"]
+    assert table.loc[("bn", 1, "RV"), "module"] == "1"
+
+
+def test_rmse_of_one_tensor_is_computed_in_float64() -> None:
+    a, b = tiny(), tiny()
+    with torch.no_grad():
+        b[0].weight.copy_(a[0].weight)
+        b[0].weight[0, 0, 0, 0] += 3.0
+    table = tensor_rmse(a, b).set_index(["family", "layer", "kind"])
+    assert table.loc[("conv", 1, "W"), "rmse"] == pytest.approx((9.0 / 18) ** 0.5, rel=1e-6)
+
+
+def test_pairwise_over_three_models_gives_three_pairs_in_order() -> None:
+    table = pairwise_rmse({"a": tiny(0), "b": tiny(1), "c": tiny(2)})
+    pairs = list(dict.fromkeys(zip(table["model_a"], table["model_b"], strict=True)))
+    assert pairs == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert list(table.columns[:2]) == ["model_a", "model_b"]
+
+
+def test_models_of_another_shape_or_bias_are_refused() -> None:
+    with pytest.raises(PrrmseError, match="c: models do not correspond"):
+        pairwise_rmse({"a": tiny(), "b": tiny(), "c": tiny(width=3)})
+    with pytest.raises(PrrmseError, match="absent"):
+        tensor_rmse(tiny(), tiny(bias=True))
+
+
+def test_run_rmse_writes_stamped_csv_and_names_a_mismatched_file(tmp_path: Path) -> None:
+    a, b = save_unet(tmp_path / "a.safetensors", 1), save_unet(tmp_path / "b.safetensors", 2)
+    table = run_rmse([a, b], tmp_path / "out" / "rmse.csv")
+    stamp = read_csv_provenance(tmp_path / "out" / "rmse.csv")
+    assert stamp["arch"] == "unet" and set(stamp["inputs"]) == {str(a), str(b)}
+    read = pd.read_csv(tmp_path / "out" / "rmse.csv", comment="#")
+    assert len(read) == len(table) == 18 * 4 + 19 * 2 and set(read["model_a"]) == {"a"}
+    # fresh BNs share their initial 0/1 statistics; seeded convs differ
+    assert (read.loc[read["kind"] == "W", "rmse"] > 0).all()
+    assert (read.loc[read["kind"] == "RM", "rmse"] == 0).all()
+
+    wide = save_unet(tmp_path / "wide.safetensors", 1, width=8)
+    with pytest.raises(PrrmseError, match="wide.safetensors: models do not correspond"):
+        run_rmse([a, wide], tmp_path / "bad.csv")
+    with pytest.raises(PrrmseError, match="repeated"):
+        run_rmse([a, b], tmp_path / "bad.csv", names=["x", "x"])
+    assert not (tmp_path / "bad.csv").exists()
