@@ -75,3 +75,18 @@ def test_training_on_one_image_says_why_it_cannot() -> None:
     model = _build(seed=0).train()
     with pytest.raises(PrrmseError, match="batch of at least 2 images"):
         model(torch.randn(1, 1, 64, 64))
+
+
+def test_output_stride_8_keeps_every_layer_and_a_finer_pyramid():
+    from prrmse.layers import index_layers
+
+    coarse = build_model("pspnet", output_stride=32)
+    fine = build_model("pspnet", output_stride=8)
+    seen = {}
+    fine.decoder.register_forward_pre_hook(lambda m, args: seen.update(x=args[0][-1].shape))
+    fine.eval()(torch.zeros(1, 1, 48, 48))
+    assert seen["x"][-2:] == (6, 6)
+    counts = [(sum(1 for layer in index_layers(m) if layer.family == f)) for m in (coarse, fine) for f in ("bn", "conv")]
+    assert counts == [25, 26, 25, 26]
+    with pytest.raises(PrrmseError, match="output_stride"):
+        build_model("pspnet", output_stride=4)

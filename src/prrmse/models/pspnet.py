@@ -121,13 +121,16 @@ def build_pspnet(
     encoder_weights: str | Path | None = None,
     in_channels: int = 1,
     classes: int = 4,
+    output_stride: int = 8,
 ) -> PSPNet:
     """The registry's `pspnet`; paper defaults (bin width 512 / 4 bins = 128, bottleneck 512).
 
     `conv_bias` (paper Table 2 "PSPNet-b") gives the stem, the bin convs and the
     bottleneck a bias; the ResNet's own convs never have one and the head always has.
     `encoder_weights` names a local safetensors file of the encoder's tensors; nothing
-    is ever downloaded.
+    is ever downloaded. `output_stride` 8 is the original PSPNet's dilated ResNet
+    (layer3/4 keep their resolution and dilate instead; every conv still runs): at
+    stride 32 a 64x64 slice reaches the pyramid as 2x2 pixels and nothing is learned.
     """
     ints = {
         "in_channels": in_channels,
@@ -143,11 +146,17 @@ def build_pspnet(
             raise PrrmseError(f"pspnet option {key}", f"must be a positive integer, got {value!r}")
     if not bins:
         raise PrrmseError("pspnet option bins", "needs at least one bin size")
+    if output_stride not in (8, 16, 32):
+        raise PrrmseError("pspnet option output_stride", f"must be 8, 16 or 32, got {output_stride!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise PrrmseError("pspnet option dropout", f"must be in [0, 1), got {dropout!r}")
 
     encoder = smp.encoders.get_encoder(
-        ENCODER_NAME, in_channels=in_channels, depth=ENCODER_DEPTH, weights=None
+        ENCODER_NAME,
+        in_channels=in_channels,
+        depth=ENCODER_DEPTH,
+        weights=None,
+        output_stride=output_stride,
     )
     # A fresh stem for grayscale input; smp's patched stem never has a bias, PSPNet-b's does.
     stem = encoder.conv1
