@@ -61,6 +61,67 @@ def _run_train(args: argparse.Namespace) -> None:
     print(f"train {spec.name}: best epoch {record['best_epoch']}, validation {shown} -> {args.out}")
 
 
+def _run_sweep(args: argparse.Namespace) -> None:
+    from prrmse.config import load_config
+    from prrmse.sweep import SweepSettings, run_sweep
+
+    options = load_config(args.config)["analysis"]["sweep"]
+    settings = SweepSettings(**options)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    table = run_sweep(args.target, args.source, args.data, args.out, settings)
+    print(f"sweep: {len(table)} rows -> {args.out}")
+
+
+def _run_bnstats(args: argparse.Namespace) -> None:
+    from prrmse.bnstats import run_bnstats
+
+    table = run_bnstats(args.target, args.source, args.out)
+    print(f"bnstats: {len(table)} BN layers -> {args.out}")
+
+
+def _run_rmse(args: argparse.Namespace) -> None:
+    from prrmse.rmse import run_rmse
+
+    table = run_rmse(args.models, args.out)
+    print(f"rmse: {len(table)} rows -> {args.out}")
+
+
+def _run_plan(args: argparse.Namespace) -> None:
+    from prrmse.config import load_config
+    from prrmse.plan import run_plan
+
+    options = load_config(args.config)["analysis"]["plan"]
+    thresholds = {"max_dice_drop": options["max_dice_drop"], "max_rmse_w": options["max_rmse_w"]}
+    plan = run_plan(args.sweep, args.rmse, args.out, thresholds, options["rule"], args.target, args.source)
+    share = plan["share"]
+    print(
+        f"plan {args.source} -> {args.target}: {share['entries']:.1%} of entries, "
+        f"{share['scalars']:.1%} of scalars reused -> {args.out}"
+    )
+
+
+def _run_figure(args: argparse.Namespace) -> None:
+    from prrmse.figures import make_figure
+
+    make_figure(args.number, args.inputs, args.out, title=args.title)
+    print(f"figure {args.number:02d} -> {args.out}.png, {args.out}.pdf")
+
+
+def _run_table(args: argparse.Namespace) -> None:
+    from prrmse import provenance
+    from prrmse.io import sha256_file
+    from prrmse.tables import baseline_table, plan_table, write_table
+
+    builders = {"baseline": baseline_table, "plans": plan_table}
+    table = builders[args.kind](args.inputs)
+    stamp = provenance.stamp(inputs={str(p): sha256_file(p) for p in args.inputs})
+    write_table(table, args.out, args.caption or args.kind, stamp)
+    print(f"table {args.kind}: {len(table)} rows -> {args.out}.csv, .md, .tex")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prrmse", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -84,6 +145,49 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
     train.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     train.set_defaults(handler=_run_train)
+
+    sweep = verbs.add_parser("sweep", help="replace each (layer, kind) of a target by a source's, measure Dice")
+    _config_arg(sweep)
+    sweep.add_argument("--target", type=Path, required=True, help="target model checkpoint")
+    sweep.add_argument("--source", type=Path, required=True, help="source model checkpoint")
+    sweep.add_argument("--data", type=Path, required=True, help="the target's prepared dataset (val split used)")
+    sweep.add_argument("--out", type=Path, required=True, help="sweep CSV to write")
+    sweep.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    sweep.set_defaults(handler=_run_sweep)
+
+    bnstats = verbs.add_parser("bnstats", help="BN scale and shift (MRM, MRV, MRW, MRB) between two models")
+    bnstats.add_argument("--target", type=Path, required=True, help="target model checkpoint")
+    bnstats.add_argument("--source", type=Path, required=True, help="source model checkpoint")
+    bnstats.add_argument("--out", type=Path, required=True, help="CSV to write")
+    bnstats.set_defaults(handler=_run_bnstats)
+
+    rmse = verbs.add_parser("rmse", help="per-layer RMSE between models (every pair of a group)")
+    rmse.add_argument("--models", type=Path, nargs="+", required=True, help="two or more checkpoints")
+    rmse.add_argument("--out", type=Path, required=True, help="CSV to write")
+    rmse.set_defaults(handler=_run_rmse)
+
+    plan = verbs.add_parser("plan", help="reuse plan from a sweep and an RMSE table")
+    _config_arg(plan)
+    plan.add_argument("--sweep", type=Path, required=True, help="sweep CSV (source into target)")
+    plan.add_argument("--rmse", type=Path, required=True, help="RMSE CSV of the same pair")
+    plan.add_argument("--target", required=True, help="target model name")
+    plan.add_argument("--source", required=True, help="source model name")
+    plan.add_argument("--out", type=Path, required=True, help="plan JSON to write")
+    plan.set_defaults(handler=_run_plan)
+
+    figure = verbs.add_parser("figure", help="draw one of the paper's figures (3-12) as PNG and PDF")
+    figure.add_argument("--number", type=int, required=True, help="figure number")
+    figure.add_argument("--inputs", type=Path, nargs="+", required=True, help="the tables it draws")
+    figure.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
+    figure.add_argument("--title", default=None, help="figure title")
+    figure.set_defaults(handler=_run_figure)
+
+    table = verbs.add_parser("table", help="write a table as CSV, Markdown and LaTeX")
+    table.add_argument("--kind", choices=["baseline", "plans"], required=True, help="which table")
+    table.add_argument("--inputs", type=Path, nargs="+", required=True, help="metrics.json or plan JSON files")
+    table.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
+    table.add_argument("--caption", default=None, help="table caption")
+    table.set_defaults(handler=_run_table)
     return parser
 
 

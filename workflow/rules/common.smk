@@ -30,9 +30,18 @@ DATASETS = sorted(config["datasets"])
 PHANTOM_DATASETS = ["acdc", "rvsc", "t1"] if config["phantoms"]["enabled"] else []
 
 
+MODEL_PATTERN = r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*(-n[0-9]+)?-s[0-9]+"
+FIRST_SEED = config["study"]["seeds"][0]
+
+
 wildcard_constraints:
     dataset="|".join(DATASETS) or "NONE",
-    model=r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*(-n[0-9]+)?-s[0-9]+",
+    model=MODEL_PATTERN,
+    target=MODEL_PATTERN,
+    source=MODEL_PATTERN,
+    group="|".join(config["analysis"]["groups"]) or "NONE",
+    number=r"\d\d",
+    seed=r"\d+",
 
 
 def dataset_root(wildcards):
@@ -48,7 +57,56 @@ def study_models():
     return [f"{m}-s{s}" for m in config["study"]["models"] for s in config["study"]["seeds"]]
 
 
+def checkpoint(model, seed=FIRST_SEED):
+    return f"{RESULTS}/models/{model}-s{seed}/model.safetensors"
+
+
+def group_checkpoints(wildcards):
+    return [checkpoint(m, wildcards.seed) for m in config["analysis"]["groups"][wildcards.group]]
+
+
+def pair_stem(pair, seed=FIRST_SEED):
+    return f"{pair['target']}-s{seed}__{pair['source']}-s{seed}"
+
+
+def plan_files(seed=FIRST_SEED):
+    plan = config["analysis"]["plan"]
+    return [
+        f"{RESULTS}/plans/{pair_stem({'target': plan['target'], 'source': s}, seed)}.json"
+        for s in plan["sources"]
+    ]
+
+
+# figure number -> (network of analysis.comparisons, product) or RMSE group name
+FIGURES = {
+    "03": ("unet", "sweeps"),
+    "04": ("unet", "sweeps"),
+    "05": ("unet", "bnstats"),
+    "06": ("unet", "rmse"),
+    "07": ("pspnet", "sweeps"),
+    "08": ("pspnet", "sweeps"),
+    "09": ("pspnet", "bnstats"),
+    "10": ("pspnet", "rmse"),
+    "11": "fig11",
+    "12": "fig12",
+}
+
+
+def figure_inputs(wildcards):
+    what = FIGURES[wildcards.number]
+    if isinstance(what, str):
+        return f"{RESULTS}/rmse/groups/{what}-s{FIRST_SEED}.csv"
+    network, product = what
+    return f"{RESULTS}/{product}/{pair_stem(config['analysis']['comparisons'][network])}.csv"
+
+
 def final_outputs():
-    return expand(f"{PROCESSED}/{{dataset}}", dataset=DATASETS) + expand(
-        f"{RESULTS}/models/{{model}}/model.safetensors", model=study_models()
+    figures = [f for n, f in FIGURES.items() if isinstance(f, str) or f[0] in config["analysis"]["comparisons"]]
+    return (
+        expand(f"{PROCESSED}/{{dataset}}", dataset=DATASETS)
+        + expand(f"{RESULTS}/models/{{model}}/model.safetensors", model=study_models())
+        + expand(f"{RESULTS}/figures/fig{{number}}.{{ext}}", number=[n for n, f in FIGURES.items() if f in figures], ext=["png", "pdf"])
+        + plan_files()
+        + multiext(f"{RESULTS}/tables/baseline", ".csv", ".md", ".tex")
+        + multiext(f"{RESULTS}/tables/plans", ".csv", ".md", ".tex")
     )

@@ -66,6 +66,8 @@ def load_processed(root: str | Path) -> ProcessedDataset:
         raise PrrmseError(
             index_path, f"index has {len(index)} rows numbered differently from the {len(images)} arrays"
         )
+    if labels.size and int(labels.max()) >= NUM_CLASSES:
+        raise PrrmseError(root / "labels.npy", f"label {int(labels.max())} outside the classes 0..{NUM_CLASSES - 1}")
     bad_split = set(index["split"]) - {"train", "val"}
     if bad_split:
         raise PrrmseError(index_path, f"unknown split names {sorted(bad_split)}")
