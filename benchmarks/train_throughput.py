@@ -1,0 +1,103 @@
+"""Images/s of `prrmse train`'s loop against a bare loop, measured in one run.
+
+The train loop includes batching from the prepared arrays, augmentation, the
+loss, logging and the atomic per-epoch checkpoint of model + optimizer state;
+its validation pass is made negligible (a 4-slice validation split) because a
+bare loop has none. The bare loop runs the same model, batch size, optimizer
+and loss on tensors already in memory. Runs alternate and the best of each is
+kept, so load from other processes hurts both alike.
+
+    python benchmarks/train_throughput.py [--epochs 3 --iterations 20 --repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from prrmse.config import load_config
+from prrmse.models import build_model
+from prrmse.naming import parse_model_name
+from prrmse.provenance import cpu_model
+from prrmse.tasks import task_loss
+from prrmse.train import make_optimizer, train_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_dataset(root: Path, n_train: int, size: int) -> Path:
+    rng = np.random.default_rng(0)
+    n = n_train + 4
+    np.save(root / "images.npy", rng.standard_normal((n, size, size), dtype=np.float32))
+    np.save(root / "labels.npy", rng.integers(0, 4, (n, size, size), dtype=np.uint8))
+    rows = [{"row": i, "patient": f"p{i // 4:03d}", "group": "", "phase": "ED", "slice": i % 4, "series": 0,
+             "split": "train" if i < n_train else "val"} for i in range(n)]
+    pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
+    return root
+
+
+def bare_loop(config: dict, network: str, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
+    cfg = config["train"]
+    torch.manual_seed(1)
+    net = config["networks"][network]
+    model = build_model(net["arch"], **net.get("options", {}))
+    optimizer = make_optimizer(model, cfg)
+    model.train()
+    batch = cfg["batch_size"]
+    order = torch.randint(0, len(images), (steps, batch))
+    began = time.perf_counter()
+    for idx in order:
+        optimizer.zero_grad(set_to_none=True)
+        loss = task_loss("seg", model(images[idx]), images[idx], labels[idx], cfg["dice_weight"])
+        loss.backward()
+        optimizer.step()
+    return steps * batch / (time.perf_counter() - began)
+
+
+def train_loop(config: dict, network: str, data: Path, out: Path) -> float:
+    cfg = config["train"]
+    began = time.perf_counter()
+    train_model(parse_model_name(f"{network}-seg-bench-s1"), config, data, out, log=lambda _: None)
+    elapsed = time.perf_counter() - began
+    return cfg["epochs"] * cfg["iterations_per_epoch"] * cfg["batch_size"] / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "config" / "config.yaml")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = copy.deepcopy(load_config(args.config))
+    config["train"].update(epochs=args.epochs, iterations_per_epoch=args.iterations, device="cpu")
+    size = config["prepare"]["shape"][0]
+    print(f"CPU: {cpu_model()} ({platform.machine()}), torch threads {torch.get_num_threads()}, "
+          f"input {size}x{size}, batch {config['train']['batch_size']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = synthetic_dataset(Path(tmp), 400, size)
+        images = torch.from_numpy(np.load(data / "images.npy"))[:, None]
+        labels = torch.from_numpy(np.load(data / "labels.npy").astype(np.int64))
+        steps = args.epochs * args.iterations
+        for network in ("unet", "pspnet"):
+            bare, ours = [], []
+            for repeat in range(args.repeats):
+                bare.append(bare_loop(config, network, images, labels, steps))
+                ours.append(train_loop(config, network, data, Path(tmp) / f"{network}-{repeat}"))
+            ratio = max(ours) / max(bare)
+            print(f"{network:7s} bare loop {max(bare):7.1f} img/s   prrmse train {max(ours):7.1f} img/s   "
+                  f"ratio {ratio:.3f} (target >= 0.90)")
+
+
+if __name__ == "__main__":
+    main()
