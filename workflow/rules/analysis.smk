@@ -10,13 +10,17 @@ rule sweep:
         f"{RESULTS}/sweeps/{{target}}__{{source}}.csv",
     log:
         "logs/sweep/{target}__{source}.log",
+    conda:
+        "../../environment.yml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=120,
+    params:
+        config=CONFIG_FILE,
     shell:
-        "prrmse sweep --config {CONFIG_FILE} --target {input.target} --source {input.source} "
+        "prrmse sweep --config {params.config} --target {input.target} --source {input.source} "
         "--data {input.data} --out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -28,6 +32,8 @@ rule bnstats:
         f"{RESULTS}/bnstats/{{target}}__{{source}}.csv",
     log:
         "logs/bnstats/{target}__{source}.log",
+    conda:
+        "../../environment.yml"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -43,6 +49,8 @@ rule rmse_pair:
         f"{RESULTS}/rmse/{{target}}__{{source}}.csv",
     log:
         "logs/rmse/{target}__{source}.log",
+    conda:
+        "../../environment.yml"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -57,6 +65,8 @@ rule rmse_group:
         f"{RESULTS}/rmse/groups/{{group}}-s{{seed}}.csv",
     log:
         "logs/rmse/groups/{group}-s{seed}.log",
+    conda:
+        "../../environment.yml"
     resources:
         mem_mb=4000,
         runtime=10,
@@ -72,9 +82,13 @@ rule plan:
         f"{RESULTS}/plans/{{target}}__{{source}}.json",
     log:
         "logs/plan/{target}__{source}.log",
+    conda:
+        "../../environment.yml"
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        config=CONFIG_FILE,
     shell:
-        "prrmse plan --config {CONFIG_FILE} --sweep {input.sweep} --rmse {input.rmse} "
+        "prrmse plan --config {params.config} --sweep {input.sweep} --rmse {input.rmse} "
         "--target {wildcards.target} --source {wildcards.source} --out {output} > {log} 2>&1"

@@ -1,4 +1,5 @@
 # Config loading and validation, path helpers and input functions. No science here.
+import os
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -14,7 +15,9 @@ def _config_file():
         )
     files = list(workflow.overwrite_configfiles or [])
     if len(files) > 1:
-        raise ValueError("prrmse: pass exactly one --configfile (configs are not merged)")
+        raise ValueError(
+            "prrmse: pass exactly one --configfile (configs are not merged)"
+        )
     return Path(files[0]) if files else Path("config/config.yaml")
 
 
@@ -54,15 +57,20 @@ def model_dataset(wildcards):
 
 
 def study_models():
-    return [f"{m}-s{s}" for m in config["study"]["models"] for s in config["study"]["seeds"]]
+    return [
+        f"{m}-s{s}" for m in config["study"]["models"] for s in config["study"]["seeds"]
+    ]
 
 
-def checkpoint(model, seed=FIRST_SEED):
+def model_checkpoint(model, seed=FIRST_SEED):
     return f"{RESULTS}/models/{model}-s{seed}/model.safetensors"
 
 
 def group_checkpoints(wildcards):
-    return [checkpoint(m, wildcards.seed) for m in config["analysis"]["groups"][wildcards.group]]
+    return [
+        model_checkpoint(m, wildcards.seed)
+        for m in config["analysis"]["groups"][wildcards.group]
+    ]
 
 
 def pair_stem(pair, seed=FIRST_SEED):
@@ -101,11 +109,19 @@ def figure_inputs(wildcards):
 
 
 def final_outputs():
-    figures = [f for n, f in FIGURES.items() if isinstance(f, str) or f[0] in config["analysis"]["comparisons"]]
+    figures = [
+        f
+        for n, f in FIGURES.items()
+        if isinstance(f, str) or f[0] in config["analysis"]["comparisons"]
+    ]
     return (
         expand(f"{PROCESSED}/{{dataset}}", dataset=DATASETS)
         + expand(f"{RESULTS}/models/{{model}}/model.safetensors", model=study_models())
-        + expand(f"{RESULTS}/figures/fig{{number}}.{{ext}}", number=[n for n, f in FIGURES.items() if f in figures], ext=["png", "pdf"])
+        + expand(
+            f"{RESULTS}/figures/fig{{number}}.{{ext}}",
+            number=[n for n, f in FIGURES.items() if f in figures],
+            ext=["png", "pdf"],
+        )
         + plan_files()
         + multiext(f"{RESULTS}/tables/baseline", ".csv", ".md", ".tex")
         + multiext(f"{RESULTS}/tables/plans", ".csv", ".md", ".tex")

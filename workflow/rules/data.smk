@@ -8,12 +8,16 @@ rule phantoms:
         "logs/phantoms/{dataset}.log",
     wildcard_constraints:
         dataset="|".join(PHANTOM_DATASETS) or "NONE",
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        config=CONFIG_FILE,
     shell:
-        "prrmse phantoms --config {CONFIG_FILE} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+        "prrmse phantoms --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
 
 rule prepare:
@@ -23,9 +27,13 @@ rule prepare:
         directory(f"{PROCESSED}/{{dataset}}"),
     log:
         "logs/prepare/{dataset}.log",
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        config=CONFIG_FILE,
     shell:
-        "prrmse prepare --config {CONFIG_FILE} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+        "prrmse prepare --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"

@@ -9,12 +9,16 @@ rule figure:
         pdf=f"{RESULTS}/figures/fig{{number}}.pdf",
     log:
         "logs/figures/fig{number}.log",
+    conda:
+        "../../environment.yml"
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        out=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
         "prrmse figure --number {wildcards.number} --inputs {input} "
-        "--out {RESULTS}/figures/fig{wildcards.number} > {log} 2>&1"
+        "--out {params.out} > {log} 2>&1"
 
 
 rule table_baseline:
@@ -24,8 +28,12 @@ rule table_baseline:
         multiext(f"{RESULTS}/tables/baseline", ".csv", ".md", ".tex"),
     log:
         "logs/tables/baseline.log",
+    conda:
+        "../../environment.yml"
+    params:
+        out=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "prrmse table --kind baseline --inputs {input} --out {RESULTS}/tables/baseline "
+        "prrmse table --kind baseline --inputs {input} --out {params.out} "
         "--caption 'Validation Dice (segmentation) and MSE (auto-encoders) of every model' > {log} 2>&1"
 
 
@@ -36,6 +44,10 @@ rule table_plans:
         multiext(f"{RESULTS}/tables/plans", ".csv", ".md", ".tex"),
     log:
         "logs/tables/plans.log",
+    conda:
+        "../../environment.yml"
+    params:
+        out=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "prrmse table --kind plans --inputs {input} --out {RESULTS}/tables/plans "
+        "prrmse table --kind plans --inputs {input} --out {params.out} "
         "--caption 'Reuse plans: non-reusable layers per kind and the share reused' > {log} 2>&1"

@@ -10,11 +10,15 @@ rule train:
         metrics=f"{RESULTS}/models/{{model}}/metrics.json",
     log:
         "logs/train/{model}.log",
+    conda:
+        "../../environment.yml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=240,
+    params:
+        config=CONFIG_FILE,
     shell:
-        "prrmse train --config {CONFIG_FILE} --model {wildcards.model} --data {input.data} "
+        "prrmse train --config {params.config} --model {wildcards.model} --data {input.data} "
         "--out $(dirname {output.model}) --threads {threads} > {log} 2>&1"
