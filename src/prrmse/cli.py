@@ -104,9 +104,14 @@ def _run_plan(args: argparse.Namespace) -> None:
 
 
 def _run_figure(args: argparse.Namespace) -> None:
-    from prrmse.figures import make_figure
+    if args.number in (13, 14):
+        from prrmse.figures_reuse import plot_rmse_to_ideal
 
-    make_figure(args.number, args.inputs, args.out, title=args.title)
+        plot_rmse_to_ideal(args.inputs[0], args.out, runs_subset=args.runs, title=args.title)
+    else:
+        from prrmse.figures import make_figure
+
+        make_figure(args.number, args.inputs, args.out, title=args.title)
     print(f"figure {args.number:02d} -> {args.out}.png, {args.out}.pdf")
 
 
@@ -120,6 +125,45 @@ def _run_table(args: argparse.Namespace) -> None:
     stamp = provenance.stamp(inputs={str(p): sha256_file(p) for p in args.inputs})
     write_table(table, args.out, args.caption or args.kind, stamp)
     print(f"table {args.kind}: {len(table)} rows -> {args.out}.csv, .md, .tex")
+
+
+def _run_reuse(args: argparse.Namespace) -> None:
+    from prrmse.config import load_config
+    from prrmse.naming import parse_run_name
+    from prrmse.reuse import plan_setup
+    from prrmse.train import train_model
+
+    config = load_config(args.config)
+    run = parse_run_name(args.run)
+    if run.source is None:
+        raise PrrmseError(args.run, "a reuse run is named <model>-<freeze|finetune>-from-<source>")
+    setup = plan_setup(args.source, args.plan, run.mode)
+    extra = {"reuse": {"run": run.name, "mode": run.mode, "source": run.source}}
+    record = train_model(run.model, config, args.data, args.out, threads=args.threads, setup=setup, extra_record=extra)
+    dice = " ".join(f"{d:.3f}" for d in record["metrics"]["dice"])
+    print(f"reuse {run.name}: best epoch {record['best_epoch']}, validation Dice {dice} -> {args.out}")
+
+
+def _run_table1(args: argparse.Namespace) -> None:
+    from prrmse.naming import parse_run_name
+    from prrmse.table1 import make_table1
+
+    runs = []
+    for path in args.runs:
+        run = parse_run_name(path.parent.name)
+        runs.append({"n_train": run.model.n_train, "source": run.source_label, "mode": run.mode,
+                     "seed": run.model.seed, "metrics_json": path})
+    table, findings = make_table1(runs, args.out)
+    held = sum(1 for f in findings if f.get("holds_ours") is True)
+    print(f"table1: {len(table)} rows, {held}/{len(findings)} findings hold on our numbers -> {args.out}.csv")
+
+
+def _run_rmse_to_ideal(args: argparse.Namespace) -> None:
+    from prrmse.figures_reuse import rmse_to_ideal
+
+    runs = {path.parent.name: path for path in args.runs}
+    table = rmse_to_ideal(args.ideal, runs, args.out)
+    print(f"rmse-to-ideal: {len(runs)} runs, {len(table)} rows -> {args.out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +224,29 @@ def build_parser() -> argparse.ArgumentParser:
     figure.add_argument("--inputs", type=Path, nargs="+", required=True, help="the tables it draws")
     figure.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     figure.add_argument("--title", default=None, help="figure title")
+    figure.add_argument("--runs", nargs="+", default=None, help="figures 13/14: the runs to draw")
     figure.set_defaults(handler=_run_figure)
+
+    reuse = verbs.add_parser("reuse", help="train a target from a source's tensors per a reuse plan")
+    _config_arg(reuse)
+    reuse.add_argument("--run", required=True, help="<model>-<freeze|finetune>-from-<source>")
+    reuse.add_argument("--source", type=Path, required=True, help="source model checkpoint")
+    reuse.add_argument("--plan", type=Path, required=True, help="reuse plan JSON")
+    reuse.add_argument("--data", type=Path, required=True, help="the target's prepared dataset")
+    reuse.add_argument("--out", type=Path, required=True, help="run folder to write")
+    reuse.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    reuse.set_defaults(handler=_run_reuse)
+
+    table1 = verbs.add_parser("table1", help="the paper's Table 1 from the reuse runs' metrics")
+    table1.add_argument("--runs", type=Path, nargs="+", required=True, help="metrics.json of each run")
+    table1.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
+    table1.set_defaults(handler=_run_table1)
+
+    ideal = verbs.add_parser("rmse-to-ideal", help="per-layer RMSE of each reuse run against the ideal model")
+    ideal.add_argument("--ideal", type=Path, required=True, help="the ideal model's checkpoint")
+    ideal.add_argument("--runs", type=Path, nargs="+", required=True, help="run checkpoints")
+    ideal.add_argument("--out", type=Path, required=True, help="CSV to write")
+    ideal.set_defaults(handler=_run_rmse_to_ideal)
 
     table = verbs.add_parser("table", help="write a table as CSV, Markdown and LaTeX")
     table.add_argument("--kind", choices=["baseline", "plans"], required=True, help="which table")

@@ -36,3 +36,38 @@ def parse_model_name(name: str) -> ModelSpec:
         raise PrrmseError(name, f"unknown task '{match['task']}' (valid: {', '.join(TASKS)})")
     n_train = int(match["n_train"]) if match["n_train"] else None
     return ModelSpec(match["network"], match["task"], match["dataset"], n_train, int(match["seed"]))
+
+
+MODES = ("freeze", "finetune")
+_REUSE = re.compile(r"^(?P<model>.+)-(?P<mode>freeze|finetune)-from-(?P<source>[a-z][a-z0-9_]*-[a-z]+-[a-z][a-z0-9_]*)$")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A run of the reuse experiment: a target model trained from scratch or from a source's tensors."""
+
+    model: ModelSpec
+    mode: str  # "scratch", "freeze" or "finetune"
+    source: str | None  # source model without seed, e.g. "pspnet-auto-t1"
+
+    @property
+    def name(self) -> str:
+        if self.source is None:
+            return self.model.name
+        return f"{self.model.name}-{self.mode}-from-{self.source}"
+
+    @property
+    def source_label(self) -> str | None:
+        """The paper's name of the source: T1-seg, T1-auto, RVSC-seg."""
+        if self.source is None:
+            return None
+        _, task, dataset = self.source.split("-")
+        return f"{dataset.upper()}-{task}"
+
+
+def parse_run_name(name: str) -> RunSpec:
+    """`<model>` (scratch) or `<model>-<freeze|finetune>-from-<source>`."""
+    match = _REUSE.match(name)
+    if match is None:
+        return RunSpec(parse_model_name(name), "scratch", None)
+    return RunSpec(parse_model_name(match["model"]), match["mode"], match["source"])

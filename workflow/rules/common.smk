@@ -43,7 +43,11 @@ wildcard_constraints:
     target=MODEL_PATTERN,
     source=MODEL_PATTERN,
     group="|".join(config["analysis"]["groups"]) or "NONE",
-    number=r"\d\d",
+    number=r"0[3-9]|1[0-2]",
+    reuse_figure=r"1[34]",
+    run_model=r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*(-n[0-9]+)?",
+    src=r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*",
+    mode=r"freeze|finetune",
     seed=r"\d+",
 
 
@@ -108,21 +112,65 @@ def figure_inputs(wildcards):
     return f"{RESULTS}/{product}/{pair_stem(config['analysis']['comparisons'][network])}.csv"
 
 
-def final_outputs():
-    figures = [
-        f
-        for n, f in FIGURES.items()
-        if isinstance(f, str) or f[0] in config["analysis"]["comparisons"]
+def reuse_runs(seed=FIRST_SEED):
+    """Every run of the reuse experiment: scratch, then each source frozen and fine-tuned."""
+    target = config["analysis"]["plan"]["target"]
+    runs = []
+    for n in config["reuse"]["n_train"]:
+        runs.append(f"{target}-n{n}-s{seed}")
+        for src in config["analysis"]["plan"]["sources"]:
+            runs += [
+                f"{target}-n{n}-s{seed}-{m}-from-{src}"
+                for m in config["reuse"]["modes"]
+            ]
+    return runs
+
+
+def reuse_run_checkpoint(run):
+    folder = "reuse" if "-from-" in run else "models"
+    return f"{RESULTS}/{folder}/{run}/model.safetensors"
+
+
+def reuse_metrics(wildcards):
+    return [
+        reuse_run_checkpoint(r).replace("model.safetensors", "metrics.json")
+        for r in reuse_runs()
     ]
+
+
+def ideal_run(seed=FIRST_SEED):
+    ideal = config["reuse"]["ideal"]
+    target = config["analysis"]["plan"]["target"]
+    return (
+        f"{target}-n{ideal['n_train']}-s{seed}-{ideal['mode']}-from-{ideal['source']}"
+    )
+
+
+def reuse_plan_file(src, seed):
+    target = config["analysis"]["plan"]["target"]
+    return f"{RESULTS}/plans/{target}-s{seed}__{src}-s{seed}.json"
+
+
+def figure_runs(number):
+    runs = [r for r in reuse_runs() if r != ideal_run()]
+    if number == "14":
+        runs = [
+            r for r in runs if r.endswith(f"-from-{config['reuse']['fig14_source']}")
+        ]
+    return runs
+
+
+def final_outputs():
+    comparisons = config["analysis"]["comparisons"]
+    figures = [
+        n for n, f in FIGURES.items() if isinstance(f, str) or f[0] in comparisons
+    ] + ["13", "14"]
     return (
         expand(f"{PROCESSED}/{{dataset}}", dataset=DATASETS)
         + expand(f"{RESULTS}/models/{{model}}/model.safetensors", model=study_models())
-        + expand(
-            f"{RESULTS}/figures/fig{{number}}.{{ext}}",
-            number=[n for n, f in FIGURES.items() if f in figures],
-            ext=["png", "pdf"],
-        )
+        + expand(f"{RESULTS}/figures/fig{{n}}.{{ext}}", n=figures, ext=["png", "pdf"])
         + plan_files()
         + multiext(f"{RESULTS}/tables/baseline", ".csv", ".md", ".tex")
         + multiext(f"{RESULTS}/tables/plans", ".csv", ".md", ".tex")
+        + multiext(f"{RESULTS}/tables/table1", ".csv", ".md", ".tex", "-findings.csv")
     )

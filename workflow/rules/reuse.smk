@@ -1,0 +1,79 @@
+# The reuse experiment (paper Table 1) and the RMSE of its runs to the ideal model (Figs. 13-14).
+
+
+rule reuse:
+    input:
+        source=lambda wc: f"{RESULTS}/models/{wc.src}-s{wc.seed}/model.safetensors",
+        plan=lambda wc: reuse_plan_file(wc.src, wc.seed),
+        data=lambda wc: f"{PROCESSED}/{wc.run_model.split('-')[2]}",
+    output:
+        model=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/model.safetensors",
+        history=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/history.csv",
+        metrics=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/metrics.json",
+    log:
+        "logs/reuse/{run_model}-s{seed}-{mode}-from-{src}.log",
+    conda:
+        "../../environment.yml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        config=CONFIG_FILE,
+        run=lambda wc: f"{wc.run_model}-s{wc.seed}-{wc.mode}-from-{wc.src}",
+        out=lambda wc, output: os.path.dirname(output.model),
+    shell:
+        "prrmse reuse --config {params.config} --run {params.run} --source {input.source} "
+        "--plan {input.plan} --data {input.data} --out {params.out} --threads {threads} > {log} 2>&1"
+
+
+rule table1:
+    input:
+        reuse_metrics,
+    output:
+        multiext(f"{RESULTS}/tables/table1", ".csv", ".md", ".tex", "-findings.csv"),
+    log:
+        "logs/tables/table1.log",
+    conda:
+        "../../environment.yml"
+    params:
+        out=lambda wc, output: os.path.splitext(output[0])[0],
+    shell:
+        "prrmse table1 --runs {input} --out {params.out} > {log} 2>&1"
+
+
+rule rmse_to_ideal:
+    input:
+        ideal=lambda wc: reuse_run_checkpoint(ideal_run(wc.seed)),
+        runs=lambda wc: [
+            reuse_run_checkpoint(r)
+            for r in reuse_runs(wc.seed)
+            if r != ideal_run(wc.seed)
+        ],
+    output:
+        f"{RESULTS}/reuse/rmse_to_ideal-s{{seed}}.csv",
+    log:
+        "logs/reuse/rmse_to_ideal-s{seed}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "prrmse rmse-to-ideal --ideal {input.ideal} --runs {input.runs} --out {output} > {log} 2>&1"
+
+
+rule figure_reuse:
+    input:
+        f"{RESULTS}/reuse/rmse_to_ideal-s{FIRST_SEED}.csv",
+    output:
+        png=f"{RESULTS}/figures/fig{{reuse_figure}}.png",
+        pdf=f"{RESULTS}/figures/fig{{reuse_figure}}.pdf",
+    log:
+        "logs/figures/fig{reuse_figure}.log",
+    conda:
+        "../../environment.yml"
+    params:
+        out=lambda wc, output: os.path.splitext(output.png)[0],
+        runs=lambda wc: " ".join(figure_runs(wc.reuse_figure)),
+    shell:
+        "prrmse figure --number {wildcards.reuse_figure} --inputs {input} --runs {params.runs} "
+        "--out {params.out} > {log} 2>&1"
