@@ -210,7 +210,7 @@ def train_model(
         tensors, record = load_tensors(state_path)
         if record.get("fingerprint") == fingerprint:
             model.load_state_dict(prefixed(tensors, "model"))
-            best = prefixed(tensors, "best")
+            best = prefixed(tensors, "best") or {k: v.clone() for k, v in model.state_dict().items()}
             restore_optimizer(optimizer, tensors, record["param_groups"])
             start, history = record["epoch"], record["history"]
             best_score, best_epoch = record["best_score"], record["best_epoch"]
@@ -251,12 +251,14 @@ def train_model(
             model, spec.task, data.val_images, data.val_labels, data.val_index, cfg["eval_batch_size"], device
         )
         history.append(_epoch_row(epoch + 1, lr, total / steps, metrics))
-        if metrics["score"] > best_score:
+        improved = metrics["score"] > best_score
+        if improved:
             best_score, best_epoch = metrics["score"], epoch + 1
             best = {k: v.detach().clone() for k, v in model.state_dict().items()}
         opt_tensors, groups = optimizer_tensors(optimizer)
         state = {f"model.{k}": v for k, v in model.state_dict().items()}
-        state.update({f"best.{k}": v for k, v in best.items()})
+        if not improved:  # when this epoch is the best, the model tensors are the best ones
+            state.update({f"best.{k}": v for k, v in best.items()})
         state.update(opt_tensors)
         save_tensors(
             state_path,
