@@ -1,0 +1,269 @@
+"""Figures that compare the parameters of models: 5 / 9 BN scale and shift (bnstats CSV),
+6 / 10 RMSE of conv W and B for one target/source pair, 11 / 12 RMSE of every kind for every
+pair of a group, with the pair-by-pair matrix of mean W RMSE (rmse CSV, model_a/model_b).
+
+House style, saving and provenance come from `prrmse.figures`. The head is left out; an
+absent kind (a conv without bias) is a gap over a grey band, never a 0. Models are labelled
+by short names ("ACDC seg", "T1 auto") where their names follow the study's
+<network>-<task>-<dataset>[-n<N>]-s<seed> pattern, else by their names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from prrmse.errors import PrrmseError
+from prrmse.figures import (
+    KIND_TITLES,
+    MARKERS,
+    OKABE_ITO,
+    absent_handle,
+    check_unique,
+    default_title,
+    figure_provenance,
+    house_style,
+    layer_axis,
+    layer_count,
+    legend,
+    new_figure,
+    panel_title,
+    read_input,
+    save_figure,
+    shade_absent,
+)
+from prrmse.layers import BN_KINDS, CONV_KINDS
+from prrmse.naming import parse_model_name
+
+RMSE_COLUMNS = ["family", "layer", "head", "kind", "status", "rmse"]
+BNSTATS_COLUMNS = ["layer", "MRM", "MRV", "MRW", "MRB", "mrw_note"]
+FAMILY_OF_KIND = {**dict.fromkeys(BN_KINDS, "bn"), **dict.fromkeys(CONV_KINDS, "conv")}
+
+
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """Display names: pspnet-seg-acdc-s0 -> "ACDC seg" (seed, subset kept where they differ)."""
+    try:
+        specs = {name: parse_model_name(name) for name in names}
+    except PrrmseError:
+        return {name: name for name in names}
+    seeds_differ = len({spec.seed for spec in specs.values()}) > 1
+    short = {
+        name: f"{spec.dataset.upper()} {spec.task}"
+        + (f" n{spec.n_train}" if spec.n_train is not None else "")
+        + (f" s{spec.seed}" if seeds_differ else "")
+        for name, spec in specs.items()
+    }
+    return short if len(set(short.values())) == len(short) else {name: name for name in names}
+
+
+def model_pairs(table: pd.DataFrame, where: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Models in order of appearance and the pairs; a one-pair table may lack model_a/b."""
+    if "model_a" not in table or "model_b" not in table:
+        check_unique(table, ["family", "layer", "kind"], where)
+        return ["A", "B"], [("A", "B")]
+    check_unique(table, ["model_a", "model_b", "family", "layer", "kind"], where)
+    pairs = list(dict.fromkeys(zip(table["model_a"], table["model_b"], strict=True)))
+    return list(dict.fromkeys(name for pair in pairs for name in pair)), pairs
+
+
+def rmse_series(table: pd.DataFrame, pair: tuple[str, str], kind: str, n_layers: int) -> pd.Series:
+    """RMSE per layer 1..n of one pair and kind, head excluded; NaN where absent."""
+    rows = table[(table["kind"] == kind) & ~table["head"] & (table["status"] == "compared")]
+    if "model_a" in table:
+        rows = rows[(rows["model_a"] == pair[0]) & (rows["model_b"] == pair[1])]
+    series = rows.set_index("layer")["rmse"].astype(float)
+    return series.reindex(range(1, n_layers + 1))
+
+
+def absent_layers(table: pd.DataFrame, kind: str) -> list[int]:
+    rows = table[(table["kind"] == kind) & ~table["head"] & (table["status"] == "absent")]
+    return sorted(int(layer) for layer in rows["layer"].unique())
+
+
+def rmse_matrix(table: pd.DataFrame, models: Sequence[str], kind: str = "W") -> pd.DataFrame:
+    """Models x models mean RMSE over the kind's compared layers (head excluded), symmetric;
+    NaN on the diagonal and for pairs the table lacks."""
+    matrix = pd.DataFrame(np.nan, index=list(models), columns=list(models))
+    rows = table[(table["kind"] == kind) & ~table["head"] & (table["status"] == "compared")]
+    for (a, b), pair_rows in rows.groupby(["model_a", "model_b"], sort=False):
+        matrix.loc[a, b] = matrix.loc[b, a] = float(pair_rows["rmse"].astype(float).mean())
+    return matrix
+
+
+def _draw_pairs(
+    ax: Axes, table: pd.DataFrame, pairs: Sequence[tuple[str, str]], kind: str,
+    labels: dict[str, str],
+) -> bool:  # fmt: skip
+    """One line per pair on the kind's panel; True if the kind is absent somewhere."""
+    n_layers = layer_count(table, FAMILY_OF_KIND[kind])
+    absent = shade_absent(ax, absent_layers(table, kind), n_layers, kind)
+    for number, pair in enumerate(pairs):
+        series = rmse_series(table, pair, kind, n_layers)
+        ax.plot(series.index, series.to_numpy(), lw=1.1, ms=3.5,
+                color=OKABE_ITO[number % len(OKABE_ITO)], marker=MARKERS[number % len(MARKERS)],
+                label=f"{labels[pair[0]]} vs {labels[pair[1]]}")  # fmt: skip
+    ax.set_ylabel("RMSE")
+    ax.set_ylim(bottom=0)
+    return absent
+
+
+def draw_conv_rmse(table: pd.DataFrame, title: str, where: Path) -> Figure:
+    models, pairs = model_pairs(table, where)
+    labels = short_names(models)
+    figure, axes = new_figure(2, 4.6)
+    n_layers = layer_count(table, "conv")
+    if n_layers == 0:
+        raise PrrmseError(where, "has no conv layers (head excluded)")
+    absent = False
+    for index, (ax, kind) in enumerate(zip(axes, CONV_KINDS, strict=True)):
+        absent |= _draw_pairs(ax, table, pairs, kind, labels)
+        panel_title(ax, index, f"RMSE of {KIND_TITLES[kind]}")
+        layer_axis(ax, n_layers, None)
+    layer_axis(axes[-1], n_layers, "Conv layer (forward order, head excluded)")
+    handles: list[Any] = list(axes[0].get_legend_handles_labels()[0])
+    handles += [absent_handle("B")] if absent else []
+    legend(figure, handles)
+    figure.suptitle(title)
+    return figure
+
+
+def _draw_matrix(ax: Axes, matrix: pd.DataFrame, labels: dict[str, str]) -> None:
+    values = matrix.to_numpy(dtype=float)
+    # No colour bar: every cell is annotated, and a bar would narrow the W and B panels.
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#EEEEEE")
+    finite = values[np.isfinite(values)]
+    top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    # From 0, so colour reads as distance: near-equal RMSEs must not look far apart.
+    ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=top)
+    names = [labels[name] for name in matrix.index]
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(len(names)), names)
+    ax.grid(False)
+    middle = top / 2
+    for (row, col), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            # Dark text on the bright (high) end of viridis, white on the dark end.
+            colour = "#000000" if value > middle else "#FFFFFF"
+            ax.text(col, row, f"{value:.3g}", ha="center", va="center", fontsize=8, color=colour)
+
+
+def draw_group_rmse(table: pd.DataFrame, title: str, where: Path) -> Figure:
+    models, pairs = model_pairs(table, where)
+    labels = short_names(models)
+    compared = set(table.loc[~table["head"] & (table["status"] == "compared"), "kind"])
+    left = [kind for kind in BN_KINDS if kind in compared]
+    right = [kind for kind in CONV_KINDS if kind in compared]
+    if not left and not right:
+        raise PrrmseError(where, "has no compared tensors (head excluded)")
+    rows = max(len(left), len(right) + 2)
+    figure = Figure(figsize=(7.0, 1.75 * rows + 1.6), layout="constrained")
+    # Two subfigures, so each column lays out its own rows (BN and conv axes differ).
+    bn_side, conv_side = figure.subfigures(1, 2, wspace=0.02)
+    conv_rows = [1] * len(right) + [max(2, rows - len(right))]
+    conv_grid = conv_side.add_gridspec(len(conv_rows), 1, height_ratios=conv_rows)
+    panels = [(bn_side.add_subplot(len(left), 1, row + 1), kind) for row, kind in enumerate(left)]
+    panels += [(conv_side.add_subplot(conv_grid[row, 0]), kind) for row, kind in enumerate(right)]
+    absent = False
+    for index, (ax, kind) in enumerate(panels):
+        absent |= _draw_pairs(ax, table, pairs, kind, labels)
+        panel_title(ax, index, KIND_TITLES[kind])
+        family = FAMILY_OF_KIND[kind]
+        last = kind in (left[-1:] + right[-1:])
+        label = f"{'BN' if family == 'bn' else 'Conv'} layer (head excluded)" if last else None
+        layer_axis(ax, layer_count(table, family), label)
+        ax.tick_params(axis="x", labelrotation=90, labelbottom=last)
+    matrix_ax = conv_side.add_subplot(conv_grid[len(right), 0])
+    _draw_matrix(matrix_ax, rmse_matrix(table, models), labels)
+    panel_title(matrix_ax, len(panels), "RMSE matrix: mean over W layers")
+    handles: list[Any] = list(panels[0][0].get_legend_handles_labels()[0])
+    handles += [absent_handle("B")] if absent else []
+    legend(figure, handles)
+    figure.suptitle(title)
+    return figure
+
+
+def _title(record: dict[str, Any], table: pd.DataFrame, what: str, where: Path) -> str:
+    models, _ = model_pairs(table, where)
+    if models == ["A", "B"] and "models" in record:
+        models = list(record["models"])
+    names = list(short_names(models).values())
+    if models == ["A", "B"]:
+        return f"{what}: {where.stem}"
+    return f"{what}: {' vs '.join(names) if len(names) == 2 else ', '.join(names)}"
+
+
+def plot_conv_rmse(rmse_csv: Path, out_base: Path, title: str | None = None) -> Figure:
+    """Figures 6 / 10: RMSE of conv W and B per conv layer, one line per model pair."""
+    table, record = read_input(rmse_csv, RMSE_COLUMNS)
+    what = "RMSE of conv weights and biases"
+    with house_style():
+        figure = draw_conv_rmse(table, title or _title(record, table, what, rmse_csv), rmse_csv)
+    save_figure(figure, out_base, figure_provenance([rmse_csv], what))
+    return figure
+
+
+def plot_group_rmse(rmse_csv: Path, out_base: Path, title: str | None = None) -> Figure:
+    """Figures 11 / 12: RMSE per layer and kind for every pair of a group, and its matrix."""
+    table, record = read_input(rmse_csv, [*RMSE_COLUMNS, "model_a", "model_b"])
+    what = "Layer-wise RMSE between models"
+    with house_style():
+        figure = draw_group_rmse(table, title or _title(record, table, what, rmse_csv), rmse_csv)
+    save_figure(figure, out_base, figure_provenance([rmse_csv], what))
+    return figure
+
+
+# --- Figures 5/9: BN scale and shift ------------------------------------------------------
+
+
+def draw_bn_stats(table: pd.DataFrame, title: str) -> Figure:
+    table = table.sort_values("layer")
+    n_layers = int(table["layer"].max())
+    figure, axes = new_figure(4, 6.8)
+    panels = {
+        "MRM": "MRM = mean w·|μ − μ′| / σ  (shift of the output)",
+        "MRV": "MRV = mean σ / σ′  (scale of the output)",
+        "MRW": "MRW = mean w′ / w  (ratio of weights)",
+        "MRB": "MRB = mean |b − b′|  (shift of the bias)",
+    }
+    extras: dict[str, Any] = {}
+    for index, (ax, (column, text)) in enumerate(zip(axes, panels.items(), strict=True)):
+        values = table[column].astype(float)
+        ax.bar(table["layer"], values, width=0.7, color=OKABE_ITO[3])
+        if column in ("MRV", "MRW"):
+            extras["ref"] = ax.axhline(1.0, ls="--", lw=0.9, color="#000000", label="1 (no change)")
+        if column == "MRW" and values.isna().any():
+            undefined = table.loc[values.isna(), "layer"]
+            extras["undefined"] = ax.plot(
+                undefined, np.zeros(len(undefined)), ls="none", marker="x", ms=7, mew=1.5,
+                color=OKABE_ITO[4], clip_on=False, zorder=5, transform=ax.get_xaxis_transform(),
+                label="MRW undefined (a target weight is 0)",
+            )[0]  # fmt: skip
+        if column in ("MRM", "MRB"):
+            ax.set_ylim(bottom=0)  # means of magnitudes: never below 0
+        ax.set_ylabel(column)
+        panel_title(ax, index, text)
+        layer_axis(ax, n_layers, None)
+    layer_axis(axes[-1], n_layers, "BN layer (forward order, head excluded)")
+    handles = [Patch(color=OKABE_ITO[3], label="mean over the layer's channels"), *extras.values()]
+    legend(figure, handles)
+    figure.suptitle(title)
+    return figure
+
+
+def plot_bn_stats(bnstats_csv: Path, out_base: Path, title: str | None = None) -> Figure:
+    """Figures 5 / 9: MRM, MRV, MRW, MRB per BN layer; undefined MRW marked with an x."""
+    table, record = read_input(bnstats_csv, BNSTATS_COLUMNS)
+    check_unique(table, ["layer"], bnstats_csv)
+    what = "BN scale and shift"
+    with house_style():
+        figure = draw_bn_stats(table, title or default_title(record, what, bnstats_csv))
+    save_figure(figure, out_base, figure_provenance([bnstats_csv], what))
+    return figure
