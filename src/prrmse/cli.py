@@ -65,7 +65,10 @@ def _run_sweep(args: argparse.Namespace) -> None:
     from prrmse.config import load_config
     from prrmse.sweep import SweepSettings, run_sweep
 
-    options = load_config(args.config)["analysis"]["sweep"]
+    from prrmse.train import select_device
+
+    options = dict(load_config(args.config)["analysis"]["sweep"])
+    options["device"] = select_device(options["device"]).type
     settings = SweepSettings(**options)
     if args.threads:
         import torch

@@ -12,7 +12,7 @@ rule sweep:
         "logs/sweep/{target}__{source}.log",
     conda:
         "../../environment.yml"
-    threads: 2
+    threads: config["compute"]["threads"]
     resources:
         gpu=1,
         mem_mb=8000,

@@ -14,7 +14,7 @@ rule reuse:
         "logs/reuse/{run_model}-s{seed}-{mode}-from-{src}.log",
     conda:
         "../../environment.yml"
-    threads: 2
+    threads: config["compute"]["threads"]
     resources:
         gpu=1,
         mem_mb=8000,

@@ -12,7 +12,7 @@ rule train:
         "logs/train/{model}.log",
     conda:
         "../../environment.yml"
-    threads: 2
+    threads: config["compute"]["threads"]
     resources:
         gpu=1,
         mem_mb=8000,
