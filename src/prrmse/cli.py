@@ -257,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     table.add_argument("--caption", default=None, help="table caption")
     table.set_defaults(handler=_run_table)
+
+    from prrmse import dvcgen, lineage
+
+    dvcgen.register(verbs)
+    lineage.register(verbs)
     return parser
 
 

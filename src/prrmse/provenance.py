@@ -38,8 +38,9 @@ def code_version() -> dict[str, Any]:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True
         ).stdout.strip()
+        # only the code counts: DVC rewrites dvc.lock after every stage of a run
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "pyproject.toml"],
             cwd=source.parent.parent,
             capture_output=True,
             text=True,
