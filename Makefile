@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 CORES ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-slow lint report bench lock clean-results
+.PHONY: venv demo test test-slow lint lock
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
