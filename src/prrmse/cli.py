@@ -109,8 +109,15 @@ def _run_plan(args: argparse.Namespace) -> None:
 def _run_figure(args: argparse.Namespace) -> None:
     if args.number in (13, 14):
         from prrmse.figures_reuse import plot_rmse_to_ideal
+        from prrmse.naming import run_label
+        from prrmse.provenance import read_csv_provenance
 
-        plot_rmse_to_ideal(args.inputs[0], args.out, runs_subset=args.runs, title=args.title)
+        runs = [run_label(name) for name in args.runs] if args.runs else None
+        title = args.title
+        if title is None:
+            ideal = next(iter(((read_csv_provenance(args.inputs[0]) or {}).get("ideal") or {}).values()), None)
+            title = f"RMSE to the ideal model ({run_label(Path(ideal).parent.name)})" if ideal else None
+        plot_rmse_to_ideal(args.inputs[0], args.out, runs_subset=runs, title=title)
     else:
         from prrmse.figures import make_figure
 
@@ -164,7 +171,9 @@ def _run_table1(args: argparse.Namespace) -> None:
 def _run_rmse_to_ideal(args: argparse.Namespace) -> None:
     from prrmse.figures_reuse import rmse_to_ideal
 
-    runs = {path.parent.name: path for path in args.runs}
+    from prrmse.naming import run_label
+
+    runs = {run_label(path.parent.name): path for path in args.runs}
     table = rmse_to_ideal(args.ideal, runs, args.out)
     print(f"rmse-to-ideal: {len(runs)} runs, {len(table)} rows -> {args.out}")
 

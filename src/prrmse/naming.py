@@ -71,3 +71,11 @@ def parse_run_name(name: str) -> RunSpec:
     if match is None:
         return RunSpec(parse_model_name(name), "scratch", None)
     return RunSpec(parse_model_name(match["model"]), match["mode"], match["source"])
+
+
+def run_label(name: str) -> str:
+    """Short label of a reuse-experiment run: "n10 freeze T1-auto", "n50 scratch"."""
+    run = parse_run_name(name)
+    subset = f"n{run.model.n_train} " if run.model.n_train is not None else ""
+    label = f"{subset}{run.mode}" + (f" {run.source_label}" if run.source else "")
+    return f"{label} s{run.model.seed}"
