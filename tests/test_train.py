@@ -4,11 +4,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from prrmse.checkpoint import load_model, load_tensors, save_tensors

@@ -64,7 +64,6 @@ def _run_train(args: argparse.Namespace) -> None:
 def _run_sweep(args: argparse.Namespace) -> None:
     from prrmse.config import load_config
     from prrmse.sweep import SweepSettings, run_sweep
-
     from prrmse.train import select_device
 
     options = dict(load_config(args.config)["analysis"]["sweep"])
@@ -170,7 +169,6 @@ def _run_table1(args: argparse.Namespace) -> None:
 
 def _run_rmse_to_ideal(args: argparse.Namespace) -> None:
     from prrmse.figures_reuse import rmse_to_ideal
-
     from prrmse.naming import run_label
 
     runs = {run_label(path.parent.name): path for path in args.runs}
