@@ -61,9 +61,10 @@ class SweepSettings:
 
     `prefix_reuse`: replay what runs before the replaced layer (exact: rows stay
     bit-identical to `naive_sweep` under the same other settings). `channels_last`: NHWC
-    memory format. `bf16`: bfloat16 autocast, on CUDA only. `fold_bn`: eval BN folded
-    into its conv, except the replaced layer's pair, after the replaced layer (the only
-    setting `naive_sweep` does not share). All three move predictions at near-tie pixels.
+    memory format. `fold_bn`: eval BN folded into its conv, except the replaced layer's
+    pair, after the replaced layer (the only setting `naive_sweep` does not share). These
+    two move predictions only at near-tie pixels. `bf16`: bfloat16 autocast, CUDA only;
+    coarser (about 2 % of pixels of a random model flip on CPU, where it is not used).
     """
 
     prefix_reuse: bool = True
@@ -260,6 +261,8 @@ def run_sweep(
         raise PrrmseError(Path(data_dir) / "index.csv", "the val split is empty: nothing to sweep")
     images = torch.from_numpy(np.ascontiguousarray(dataset.images[rows]))[:, None]
     labels = np.ascontiguousarray(dataset.labels[rows])
+    if labels.max() >= 4:
+        raise PrrmseError(Path(data_dir) / "labels.npy", f"class {int(labels.max())} outside 0..3")
     index = dataset.index.iloc[rows].reset_index(drop=True)
     missing = np.flatnonzero(~present_classes(labels)).tolist()
     if missing:
