@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch import nn
 
+from prrmse.bnfold import fold_overrides, fold_pairs
 from prrmse.checkpoint import save_tensors
 from prrmse.data.processed import load_processed
 from prrmse.errors import PrrmseError
 from prrmse.layers import get_tensor, index_layers
 from prrmse.models import ARCH_ATTR, build_model
-from prrmse.prefix import PrefixCache, fold_overrides, fold_pairs, forwards_replaced, record_calls
+from prrmse.prefix import PrefixCache, forwards_replaced, record_calls
 from prrmse.provenance import read_csv_provenance
 from prrmse.sweep import SweepSettings, naive_sweep, replacement_sweep, run_sweep
 from prrmse.sweep_rows import COLUMNS
@@ -133,7 +134,7 @@ def test_replayed_passes_give_bit_identical_logits_and_skip_the_prefix(
                 live.copy_(get_tensor(source, layer, kind))
                 full = target(batch)
                 convs_run.clear()
-                with forwards_replaced(cache.replays_before(module) or {}):
+                with forwards_replaced(cache.overrides_for(module) or {}):
                     replayed = target(batch)
                 live.copy_(saved)
                 assert torch.equal(full, replayed), f"{layer.module_name} {kind}"
@@ -169,33 +170,67 @@ class _EditsInput(nn.Module):
         return x * 0.5
 
 
+def _conv_bn() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+
+
+class _DoublesInput(nn.Module):
+    """Edits its input, then ends in a call whose output it returns (a tail call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _conv_bn()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(2.0)
+        return self.inner(x)
+
+
+class _HalvesOutput(nn.Module):
+    """Returns its last call's output, but edited in place after that call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _conv_bn()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x).mul_(0.5)
+
+
 class Hazards(nn.Module):
-    """Every pattern that could fool prefix reuse: in-place edits of recorded outputs and of
-    inputs, modules called twice (one in place), an alias (Identity), a list output, a
-    residual add. The replay test fails without any one of the guards of `record_calls`."""
+    """Every pattern that could fool prefix reuse: in-place edits of recorded outputs, of
+    inputs (by the module, by its caller afterwards, before a tail call), modules called
+    twice (one in place), an alias (Identity), a list output, a residual add, an output
+    edited after a tail call. The replay test fails without any one of the guards of
+    `record_calls` and of the shortcuts."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True)
         )
+        self.block, self.doubler = _conv_bn(), _DoublesInput()
         self.conv_a, self.bn_a = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
         self.shared = nn.ReLU(inplace=True)
         self.squash = nn.Tanh()
         self.alias, self.split, self.edit = nn.Identity(), _Split(), _EditsInput()
         self.conv_b, self.bn_b = nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4)
+        self.halver = _HalvesOutput()
         self.head = nn.Conv2d(4, 4, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         s = self.squash(x)  # first of two calls, with a clean output
+        b = self.block(x)
+        x.add_(0.1)  # edits the input `block` was called with
+        d = self.doubler(x)
         y = self.shared(self.bn_a(self.conv_a(x)))
         z = self.alias(y)
         z += x
         first, _ = self.split(z)
         w = self.edit(first)
         u = self.shared(self.bn_b(self.conv_b(torch.cat([first, w], 1))))
-        return self.head(self.squash(u) + s)
+        return self.head(self.squash(self.halver(u)) + s + b + d)
 
 
 def test_hazardous_in_place_patterns_stay_exact_and_leave_the_target_untouched(val_set):

@@ -30,19 +30,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from prrmse.bnfold import FoldedPair, fold_overrides, fold_pairs
 from prrmse.checkpoint import load_model
 from prrmse.data.processed import load_processed
 from prrmse.errors import PrrmseError
 from prrmse.io import atomic_path, sha256_file
 from prrmse.layers import KIND_ATTR, Layer, get_tensor
-from prrmse.prefix import (
-    FoldedPair,
-    PrefixCache,
-    fold_overrides,
-    fold_pairs,
-    forwards_replaced,
-    record_calls,
-)
+from prrmse.prefix import PrefixCache, forwards_replaced, record_calls
 from prrmse.provenance import cpu_model, csv_header, stamp
 from prrmse.sweep_rows import (
     DICE_COLUMNS,
@@ -181,20 +175,20 @@ def replacement_sweep(
             if pairs is None:
                 pairs = fold_pairs(target, calls)
             for row, replacement in enumerate(replacements, start=1):
-                replays = None
+                reuse = None
                 if settings.prefix_reuse and len(replacement.holders) == 1:
-                    replays = cache.replays_before(replacement.module)
+                    reuse = cache.overrides_for(replacement.module)
                 with replacement.applied():
                     predicted = None
-                    if replays:
-                        keep = replacement.holders | set(replays)
-                        overrides = {**fold_overrides(pairs, keep), **replays}
+                    if reuse:
+                        keep = replacement.holders | set(reuse)
+                        overrides = {**fold_overrides(pairs, keep), **reuse}
                         predicted = predict_batch(target, load(), overrides, settings)
                     if predicted is None or not cache.intact():
                         overrides = fold_overrides(pairs, replacement.holders)
                         predicted = predict_batch(target, load(), overrides, settings)
                 if not cache.intact():
-                    # A replayed output was edited in place (never seen; guarded): the row
+                    # A recorded tensor was edited in place (never seen; guarded): the row
                     # was redone in full above, and the batch is recorded afresh here.
                     _, calls = _record(target, batch, settings)
                     cache = PrefixCache(calls)
