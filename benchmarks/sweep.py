@@ -1,13 +1,17 @@
 """Replacement sweep speed: prefix reuse and fast settings against the naive sweep, one run.
 
 For UNet and PSPNet (random weights, BN statistics calibrated on the data) on N
-validation slices, it times
-  - naive: per row deepcopy + load_state_dict + full evaluation (what a user writes),
-  - prefix: `replacement_sweep` at the naive numerics (rows must be bit-identical),
-  - best: prefix reuse with the fast settings (BN folding, optionally channels_last),
-and prints the FLOP ideal of prefix reuse, (R+1) full passes over one full pass plus
-each replacement's suffix (conv/linear FLOPs in forward order), the achieved ratios, the
-fraction of the ideal, and the largest Dice difference from naive.
+validation slices it times, batch by batch and interleaved in rotating order (so a shared
+machine's load hits every variant alike):
+  - naive: per row deepcopy + load_state_dict + `evaluate.predict_labels` + Dice,
+    what a user writes (default memory format),
+  - prefix: `replacement_sweep` at the naive numerics (its rows must be bit-identical),
+  - best: prefix reuse with the fast settings (default: fold_bn + channels_last),
+  - full passes: the sweep's own evaluation, extrapolated to R + 1 passes,
+and prints the ideal of prefix reuse, (R+1) full passes over one full pass plus each
+replacement's suffix, from conv/linear FLOPs in forward order and from measured seconds,
+the achieved ratios, the fraction of the ideal, and the largest Dice difference of the
+best settings from naive. glibc is told to keep freed memory (see `keep_freed_memory`).
 
     .venv/bin/python benchmarks/sweep.py [--size 64 --n-images 200 --unet-width 16]
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import time
 from collections.abc import Callable
 
@@ -264,6 +269,22 @@ def _describe(settings: SweepSettings) -> str:
     return "+".join(flags) or "defaults"
 
 
+def keep_freed_memory() -> bool:
+    """glibc only: serve tensors from the heap and keep freed pages instead of unmapping them.
+
+    By default every op output above the mmap threshold is a fresh mapping whose pages
+    fault in on first touch; on 2 cores that is about half the time of a width-16 UNet
+    pass, and more of a prefix-reuse pass (the cache fragments the heap). Process-wide,
+    so it belongs to an entry point (this script), never to the library.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64)
@@ -273,12 +294,18 @@ def main() -> None:
     parser.add_argument(
         "--best", default="fold_bn,channels_last", help="the fast settings to time, comma-separated"
     )
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="leave glibc's malloc as it is (slower)"
+    )
     args = parser.parse_args()
+    malloc = "glibc default" if args.default_malloc else "freed memory kept"
+    if not args.default_malloc and not keep_freed_memory():
+        malloc = "default (could not tune)"
     images, labels, index = phantom_slices(args.n_images, args.size)
     best = SweepSettings(**{flag: True for flag in args.best.split(",") if flag})
     print(
         f"CPU: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"{args.n_images} images {args.size}x{args.size}, batch {best.batch_size}"
+        f"{args.n_images} images {args.size}x{args.size}, batch {best.batch_size}; malloc: {malloc}"
     )
     networks = {"unet": {"width": args.unet_width}, "pspnet": {}}
     for name in args.networks.split(","):
