@@ -209,26 +209,8 @@ def save_figure(figure: Figure, out_base: Path, record: dict[str, Any]) -> tuple
 def read_figure_provenance(path: Path) -> dict[str, Any] | None:
     """The provenance a figure file carries (PNG text chunk or PDF Subject), None if none."""
     path = Path(path)
-    if path.suffix == ".png":
-        from PIL import Image  # only a reader of figures needs Pillow
-
-        with Image.open(path) as image:
-            text = image.text.get("prrmse")  # type: ignore[attr-defined]
-        return json.loads(text) if text else None
-    data = path.read_bytes()
-    start = data.find(b"/Subject (")
-    if start < 0:
-        return None
-    # A PDF literal string: matplotlib escapes \ ( ) and newlines with a backslash.
-    chars, i, escapes = [], start + len(b"/Subject ("), {"n": "\n", "r": "\r"}
-    while i < len(data) and data[i : i + 1] != b")":
-        char = chr(data[i])
-        if char == "\\":
-            i += 1
-            char = escapes.get(chr(data[i]), chr(data[i]))
-        chars.append(char)
-        i += 1
-    return json.loads("".join(chars))
+    text = provenance.png_text(path) if path.suffix == ".png" else provenance.pdf_subject(path)
+    return json.loads(text) if text else None
 
 
 def default_title(record: dict[str, Any], what: str, fallback: Path) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from prrmse.errors import PrrmseError
+from prrmse.provenance import pdf_subject, png_text
 
 CODE_DIRS = ("src/prrmse",)
 _CHUNK = 1 << 20
@@ -144,29 +145,14 @@ def _stamp_from_text(path: Path, lines: int = 5) -> dict[str, Any] | None:
 
 
 def _png_stamp(path: Path) -> dict[str, Any] | None:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        text = getattr(image, "text", {}).get("prrmse")
+    text = png_text(path)
     return json.loads(text) if text else None
 
 
 def _pdf_stamp(path: Path) -> dict[str, Any] | None:
-    data = path.read_bytes()
-    start = data.find(b"/Subject (")
-    if start < 0:
-        return None
-    # A PDF literal string: matplotlib escapes \ ( ) and newlines with a backslash.
-    chars, i, escapes = [], start + len(b"/Subject ("), {"n": "\n", "r": "\r"}
-    while i < len(data) and data[i : i + 1] != b")":
-        char = chr(data[i])
-        if char == "\\" and i + 1 < len(data):
-            i += 1
-            char = escapes.get(chr(data[i]), chr(data[i]))
-        chars.append(char)
-        i += 1
+    text = pdf_subject(path)
     try:
-        value = json.loads("".join(chars))
+        value = json.loads(text) if text else None
     except json.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None

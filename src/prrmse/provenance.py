@@ -91,3 +91,29 @@ def read_csv_provenance(path: str | Path) -> dict[str, Any] | None:
     if first.startswith("# provenance: "):
         return json.loads(first[len("# provenance: ") :])
     return None
+
+
+def png_text(path: str | Path, key: str = "prrmse") -> str | None:
+    """A PNG's text chunk `key` (where figures keep their stamp), None if absent."""
+    from PIL import Image  # only readers of figures need Pillow
+
+    with Image.open(path) as image:
+        return getattr(image, "text", {}).get(key)
+
+
+def pdf_subject(path: str | Path) -> str | None:
+    """A PDF's /Subject literal string (where figures keep their stamp), None if absent."""
+    data = Path(path).read_bytes()
+    start = data.find(b"/Subject (")
+    if start < 0:
+        return None
+    # A PDF literal string: matplotlib escapes \ ( ) and newlines with a backslash.
+    chars, i, escapes = [], start + len(b"/Subject ("), {"n": "\n", "r": "\r"}
+    while i < len(data) and data[i : i + 1] != b")":
+        char = chr(data[i])
+        if char == "\\" and i + 1 < len(data):
+            i += 1
+            char = escapes.get(chr(data[i]), chr(data[i]))
+        chars.append(char)
+        i += 1
+    return "".join(chars)
