@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,14 +13,16 @@ import yaml
 
 from prrmse import dvcgen
 from prrmse.errors import PrrmseError
+from tests import e2e
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = Path("tests/workflow/tiny.yaml")
+ROOT = e2e.ROOT
+TINY = e2e.TINY
 # flags a verb may receive: paths, identifiers from wildcards, threads; never a config value
 ALLOWED_FLAGS = {
     "--config", "--dataset", "--model", "--data", "--out", "--threads", "--target", "--source",
     "--models", "--sweep", "--rmse", "--number", "--inputs", "--kind", "--caption", "--plan", "--run",
-    "--runs", "--ideal",
+    "--runs", "--ideal", "--patients-csv", "--patients", "--floor", "--input", "--controls", "--sweeps",
+    "--noise-floor", "--plans", "--table1", "--csv",
 }  # fmt: skip
 
 
@@ -104,7 +104,12 @@ def test_dvc_edges_match_snakemake_dependencies(jobs, stages):
 def test_params_keys_exist_in_the_config_file(stages, tiny_config):
     expected = {"phantoms": {"phantoms.seed"}, "prepare": {"prepare"}, "train": {"train"},
                 "sweep": {"analysis.sweep"}, "plan": {"analysis.plan.rule", "analysis.plan.max_rmse_w"},
-                "reuse": {"train", "networks.pspnet"}}  # fmt: skip
+                "reuse": {"train", "networks.pspnet"},
+                "sweep_controls": {"analysis.sweep", "analysis.controls"},
+                "cka": {"analysis.cka", "analysis.sweep.device"}, "table1": {"analysis.bootstrap"},
+                "claims": {"analysis.bootstrap", "analysis.plan"},
+                **dict.fromkeys(["summarise_sweep", "summarise_controls", "summarise_pair", "summarise_group",
+                                 "summarise_rmse_to_ideal"], {"analysis.bootstrap"})}  # fmt: skip
     for name, stage in stages.items():
         rule = name.split("--")[0]
         params = stage.get("params", [])
@@ -146,6 +151,7 @@ def test_outs_metrics_plots_and_logs(stages):
     assert train["outs"] == [
         "logs/train/unet-seg-acdc-s1.log",
         "results/models/unet-seg-acdc-s1/model.safetensors",
+        "results/models/unet-seg-acdc-s1/patients.csv",
     ]
     assert train["metrics"] == ["results/models/unet-seg-acdc-s1/metrics.json"]
     assert train["plots"] == [{"results/models/unet-seg-acdc-s1/history.csv": {"x": "epoch"}}]
@@ -248,75 +254,35 @@ def test_snakemake_refuses_config_overrides():
 # --- end to end: a temp copy of the repository, DVC and Snakemake agreeing -------------------
 
 
-def _copy_repo(dest: Path) -> None:
-    listed = (
-        subprocess.run(
-            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for rel in filter(None, listed):
-        src = ROOT / rel
-        if (
-            rel in ("dvc.yaml", "dvc.lock")
-            or rel.startswith(".dvc/")
-            or not (src.exists() or src.is_symlink())
-        ):
-            continue
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_symlink():
-            target.symlink_to(os.readlink(src))
-        else:
-            shutil.copy2(src, target)
-
-
-def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, (
-        f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> e2e.TinyRun:
+    """One finished `dvc repro` of the tiny config, shared by the slow tests of the session."""
+    return e2e.tiny_dvc_run(tmp_path_factory)
 
 
 @pytest.mark.slow
-def test_dvc_repro_end_to_end(tmp_path):
-    """dvc repro builds the tiny graph, reruns nothing the second time, reruns only the
-    stages below a changed param, and Snakemake then agrees nothing needs to run."""
-    repo = tmp_path / "repo"
-    _copy_repo(repo)
-    env = {**os.environ, "PYTHONPATH": str(repo / "src"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
-    dvc = [sys.executable, "-m", "dvc"]
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _run(["git", "init", "-q", "."], repo, env)
-    _run(dvc + ["init", "-q"], repo, env)
-    dvcgen.write_dvc_yaml(Path("Snakefile"), TINY, repo)
-    _run(["git", "add", "-A"], repo, env)
-    _run(git + ["commit", "-qm", "copy"], repo, env)
-
-    _run(dvc + ["repro"], repo, env)
+def test_dvc_repro_end_to_end(tiny_run):
+    """dvc repro built the tiny graph; a second one reruns nothing; a changed param reruns
+    only the stages below it; reverting it restores the old outputs from DVC's run cache;
+    and Snakemake then agrees nothing needs to run."""
+    repo, env = tiny_run.repo, tiny_run.env
     assert dvcgen.dvc_status(repo) == {}
-    began = time.perf_counter()
-    second = _run(dvc + ["repro"], repo, env)
-    seconds = time.perf_counter() - began
+    second, seconds = e2e.timed([*e2e.DVC, "repro"], repo, env)
+    tiny_run.timings["dvc repro (no-op)"] = seconds
     assert "Running stage" not in second.stdout
     assert seconds < 5, f"no-op dvc repro took {seconds:.1f} s"
 
     # a UNet option changes: exactly the UNet models and what is made from them rerun
     config = repo / TINY
-    config.write_text(config.read_text().replace("options: {width: 4}", "options: {width: 6}"))
+    original = config.read_text()
+    config.write_text(original.replace("options: {width: 4}", "options: {width: 6}"))
     changed = set(dvcgen.dvc_status(repo))
     assert changed == {"train--unet-seg-acdc-s1", "train--unet-auto-acdc-s1"}
-    rerun = _run(dvc + ["repro"], repo, env).stdout
+    rerun = e2e.run([*e2e.DVC, "repro"], repo, env, e2e.REPRO_TIMEOUT_S).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", rerun))
-    assert ran == {"train--unet-seg-acdc-s1", "train--unet-auto-acdc-s1", "sweep--unet-seg-acdc-s1__unet-auto-acdc-s1",
-                   "bnstats--unet-seg-acdc-s1__unet-auto-acdc-s1", "rmse_pair--unet-seg-acdc-s1__unet-auto-acdc-s1",
-                   "figure--03", "figure--04", "figure--05", "figure--06", "table_baseline"}  # fmt: skip
+    assert ran == e2e.downstream_stages(repo, changed)
+    assert any(name.startswith("figure--03") for name in ran), ran
+    assert not any("pspnet" in name for name in ran), ran
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     assert (
         lock["train--unet-seg-acdc-s1"]["params"][TINY.as_posix()]["networks.unet"]["options"][
@@ -325,16 +291,57 @@ def test_dvc_repro_end_to_end(tmp_path):
         == 6
     )
 
+    # back to the committed value: the run cache gives back the first run's bytes, no stage runs
+    config.write_text(original)
+    back = e2e.run([*e2e.DVC, "repro"], repo, env, e2e.REPRO_TIMEOUT_S).stdout
+    assert "Running stage" not in back, back
+    assert e2e.tracked_hashes(repo) == tiny_run.hashes
+    assert not e2e.run(["git", "status", "--porcelain"], repo, env).stdout.strip()
+
     # Snakemake agrees after the sync (its metadata never saw these runs)
     dvcgen.sync_snakemake_after_dvc(repo, TINY)
-    dry = _run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(TINY)], repo, env)
-    assert "Nothing to be done" in dry.stdout + dry.stderr
+    assert "Nothing to be done" in tiny_run.snakemake("-n")
 
     # and lineage traces a figure through dvc.lock, every hash still matching
     from prrmse.lineage import lineage
 
     tree = lineage(Path("results/figures/fig05.png"), root=repo)
     assert tree["trusted"] and tree["stage"]["name"] == "figure--05"
+
+
+@pytest.mark.slow
+def test_dvc_push_then_pull_into_a_fresh_clone(tiny_run, tmp_path):
+    """dvc push to a local remote, git clone, dvc pull: every tracked output comes back
+    bit-identical, and after `prrmse dvc-sync --touch-snakemake` Snakemake has nothing to do."""
+    repo, env = tiny_run.repo, tiny_run.env
+    remote = tmp_path / "remote"
+    e2e.run([*e2e.DVC, "remote", "add", "--default", "--force", "e2e", str(remote)], repo, env)
+    e2e.run([*e2e.GIT, "commit", "-qam", "a local DVC remote for the round trip"], repo, env)
+    _, tiny_run.timings["dvc push"] = e2e.timed([*e2e.DVC, "push"], repo, env)
+    assert any(remote.rglob("*")), "dvc push wrote nothing"
+
+    clone = tmp_path / "clone"
+    e2e.run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    clone_env = e2e.tool_env(clone)
+    assert not (clone / "results").exists()
+    _, tiny_run.timings["dvc pull"] = e2e.timed([*e2e.DVC, "pull"], clone, clone_env)
+
+    pulled = e2e.tracked_hashes(clone)
+    assert pulled == tiny_run.hashes
+    kinds = {
+        "checkpoints": [p for p in pulled if p.endswith("model.safetensors")],
+        "processed data": [p for p in pulled if p.startswith("data/processed/")],
+        "raw data": [p for p in pulled if p.startswith("data/raw/")],
+        "figures": [p for p in pulled if p.startswith("results/figures/fig")],
+        "tables": [p for p in pulled if p.startswith("results/tables/")],
+    }
+    assert all(kinds.values()), {kind: len(paths) for kind, paths in kinds.items()}
+    assert "missing" not in pulled.values()
+
+    e2e.run(["prrmse", "dvc-sync", "--touch-snakemake", "--config", str(TINY)], clone, clone_env)
+    dry = e2e.run([*e2e.SNAKEMAKE, "-n", "--configfile", str(TINY)], clone, clone_env)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    print("timings (s):", {k: round(v, 1) for k, v in tiny_run.timings.items()})
 
 
 def test_register_adds_the_dvc_sync_verb():

@@ -313,6 +313,46 @@ def test_stamps_lead_from_a_checkpoint_to_the_raw_files(tmp_path):
     assert not tree["trusted"]
 
 
+def test_dvc_lock_tree_names_the_raw_files_a_processed_dataset_read(tmp_path):
+    """Through dvc.lock the raw folder is one md5; the processed index's sha256 of each raw
+    file is checked on that node too, so the tree names the files and flags a changed one."""
+    img = "data/raw/acdc/training/patient001/img.nii.gz"
+    (tmp_path / img).parent.mkdir(parents=True)
+    (tmp_path / img).write_bytes(b"image")
+    data = tmp_path / "data/processed/acdc"
+    data.mkdir(parents=True)
+    (data / "index.csv").write_text(
+        f"row,image_file,image_sha256\n0,{img},{sha256_file(tmp_path / img)}\n"
+    )
+    (data / "meta.json").write_text(json.dumps({"root": "data/raw/acdc"}))
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            "phantoms": {"cmd": "p", "outs": [_entry(tmp_path, "data/raw/acdc")]},
+            "prepare": {
+                "cmd": "q",
+                "deps": [_entry(tmp_path, "data/raw/acdc")],
+                "outs": [_entry(tmp_path, "data/processed/acdc")],
+            },
+        },
+    }
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    tree = lin.lineage(Path("data/processed/acdc"), root=tmp_path)
+    (raw_node,) = tree["inputs"]
+    assert raw_node["stage"]["name"] == "phantoms" and raw_node["status"] == "ok"
+    assert raw_node["raw_files"] == {"count": 1, "modified": [], "missing": []}
+    assert tree["trusted"] and "raw files: 1, all match the index" in lin.render_tree(tree)
+
+    # the index says otherwise than the file (dvc.lock alone would still vouch for the folder)
+    (data / "index.csv").write_text(f"row,image_file,image_sha256\n0,{img},{'0' * 64}\n")
+    lock["stages"]["prepare"]["outs"] = [_entry(tmp_path, "data/processed/acdc")]
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    tree = lin.lineage(Path("data/processed/acdc"), root=tmp_path)
+    assert tree["status"] == "ok" and not tree["trusted"]
+    assert tree["inputs"][0]["raw_files"]["modified"] == [img]
+    assert "NOT TRUSTED" in lin.render_tree(tree)
+
+
 def test_register_adds_the_lineage_verb(chain, capsys):
     import argparse
 
@@ -321,3 +361,33 @@ def test_register_adds_the_lineage_verb(chain, capsys):
     args = parser.parse_args(["lineage", "results/fig.png", "--json", "--root", str(chain)])
     args.handler(args)
     assert json.loads(capsys.readouterr().out)["path"] == "results/fig.png"
+
+
+@pytest.mark.slow
+def test_lineage_of_fig03_from_a_finished_tiny_run(tmp_path_factory):
+    """`prrmse lineage` on a real dvc.lock: fig03 down to the phantom files, nothing flagged."""
+    from tests import e2e
+
+    tiny = e2e.tiny_dvc_run(tmp_path_factory)
+    figure = "results/figures/fig03.png"
+    text = e2e.run(["prrmse", "lineage", figure], tiny.repo, tiny.env).stdout
+    print(text)
+    assert text.startswith(f"{figure}  md5 ") and "[figure--03]" in text
+    for flag in ("NOT TRUSTED", "modified", "missing", "unrecorded", "input changed"):
+        assert flag not in text, flag
+    raw_line = next(line for line in text.splitlines() if "data/raw/acdc/" in line)
+    assert "[phantoms--acdc]" in raw_line and "all match the index" in raw_line
+
+    tree = json.loads(e2e.run(["prrmse", "lineage", figure, "--json"], tiny.repo, tiny.env).stdout)
+    assert tree["trusted"] and tree["lock"] == "dvc.lock"
+
+    def nodes(node):
+        yield node
+        for child in node["inputs"]:
+            yield from nodes(child)
+
+    found = {node["path"]: node for node in nodes(tree)}
+    assert {"results/models/unet-seg-acdc-s1/model.safetensors", "data/processed/acdc",
+            "data/raw/acdc", "src/prrmse"} <= set(found)  # fmt: skip
+    assert found["data/raw/acdc"]["raw_files"]["count"] > 0
+    assert found["results/models/unet-seg-acdc-s1/model.safetensors"]["summary"]["seed"] == 1

@@ -16,7 +16,7 @@ from prrmse.figures import read_figure_provenance
 from prrmse.figures_reuse import IDEAL_COLUMNS, plot_rmse_to_ideal, rmse_to_ideal
 from prrmse.layers import KINDS_OF_FAMILY, get_tensor, index_layers
 from prrmse.models import build_model
-from prrmse.naming import parse_model_name
+from prrmse.naming import RunSpec, parse_model_name, parse_run_name, run_label
 from prrmse.provenance import read_csv_provenance
 from prrmse.reuse import plan_setup
 from prrmse.rmse import probe_shape
@@ -146,18 +146,51 @@ def test_finetune_starts_from_the_source_and_trains_everything(
 
 
 def test_selffer_source_is_the_targets_own_trained_model(tiny_config, tiny_data, tmp_path) -> None:
-    # Yosinski's "BnB" control: the plan's tensors come from the target's own trained run.
+    # Yosinski's "BnB" control: the plan's tensors come from the target's own trained run,
+    # frozen (bit-identical through training), and the mode is recorded as "selffer".
     own = tmp_path / "own"
     train(tiny_config, tiny_data, own, None)
     plan_path = write_plan(tmp_path / "plan.json", scratch(), REUSED)
-    setup = plan_setup(own / "model.safetensors", plan_path, "freeze")
+    setup = plan_setup(own / "model.safetensors", plan_path, "selffer")
     record = train(tiny_config, tiny_data, tmp_path / "selffer", setup)
+    assert record["setup"]["mode"] == "selffer"
     assert record["setup"]["source"] == TARGET and record["setup"]["frozen"] == len(REUSED)
     first = load_model(own / "model.safetensors")[0]
-    again = load_model(tmp_path / "selffer" / "model.safetensors")[0]
+    again, again_record = load_model(tmp_path / "selffer" / "model.safetensors")
+    assert again_record["setup"]["mode"] == "selffer"
+    init = scratch()
     for layer, kind, key in entries_of(again):
+        now = get_tensor(again, layer, kind)
         if key in REUSED:
-            assert torch.equal(get_tensor(again, layer, kind), get_tensor(first, layer, kind)), key
+            assert torch.equal(now, get_tensor(first, layer, kind)), key
+        elif trains_visibly(layer, kind):
+            assert not torch.equal(now, get_tensor(init, layer, kind)), key
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "source", "label"),
+    [
+        ("pspnet-seg-acdc-n10-s1", "scratch", None, "n10 scratch s1"),
+        ("pspnet-seg-acdc-n10-s1-freeze-from-pspnet-auto-t1", "freeze", "pspnet-auto-t1",
+         "n10 freeze T1-auto s1"),
+        ("unet-seg-acdc-n50-s2-finetune-from-unet-seg-rvsc", "finetune", "unet-seg-rvsc",
+         "n50 finetune RVSC-seg s2"),
+        ("pspnet-seg-acdc-n10-s1-selffer-from-pspnet-seg-acdc", "selffer", "pspnet-seg-acdc",
+         "n10 selffer ACDC-seg s1"),
+    ],
+)  # fmt: skip
+def test_run_names_round_trip(name, mode, source, label) -> None:
+    run = parse_run_name(name)
+    assert (run.mode, run.source, run.name) == (mode, source, name)
+    assert RunSpec(run.model, mode, source).name == name
+    assert run_label(name) == label
+
+
+def test_a_selffer_run_from_another_task_is_refused() -> None:
+    with pytest.raises(PrrmseError, match="selffer run's source is the target's own task"):
+        parse_run_name("pspnet-seg-acdc-n10-s1-selffer-from-pspnet-auto-t1")
+    with pytest.raises(PrrmseError, match="unknown mode 'thaw'"):
+        plan_setup(Path("unused.safetensors"), Path("unused.json"), "thaw")
 
 
 def test_frozen_buffers_survive_dtype_moves_and_mode_switches(inputs) -> None:

@@ -64,12 +64,15 @@ def test_model_against_itself_is_zero_and_absent_bias_is_absent() -> None:
         "status",
         "numel",
         "rmse",
+        "rmse_aligned",
     ]
     compared = table[table["status"] == "compared"]
     assert (compared["rmse"] == 0).all() and len(compared) == 4 + 1 + 2
     absent = table[table["status"] == "absent"]
     assert absent[["family", "layer", "kind"]].values.tolist() == [["conv", 1, "B"]]
     assert absent["rmse"].isna().all() and absent["numel"].isna().all()
+    # a bare Sequential has no permutation spec: aligned RMSE stays empty, status is kept
+    assert table["rmse_aligned"].isna().all()
 
 
 def test_known_tensors_give_known_rmse_and_head_is_flagged() -> None:
@@ -113,6 +116,13 @@ def test_run_rmse_writes_stamped_csv_and_names_a_mismatched_file(tmp_path: Path)
     # fresh BNs share their initial 0/1 statistics; seeded convs differ
     assert (read.loc[read["kind"] == "W", "rmse"] > 0).all()
     assert (read.loc[read["kind"] == "RM", "rmse"] == 0).all()
+    # b is aligned to a: learned tensors never further apart in total, head classes unmoved
+    assert stamp["alignment"]["computed"] and stamp["alignment"]["seed"] == 0
+    compared = read[(read["status"] == "compared") & read["kind"].isin(["W", "B", "RW", "RB"])]
+    squares = compared["numel"] * compared["rmse"] ** 2
+    assert (compared["numel"] * compared["rmse_aligned"] ** 2).sum() < squares.sum()
+    head_b = compared[compared["head"] & (compared["kind"] == "B")]
+    assert (head_b["rmse_aligned"] == head_b["rmse"]).all()
 
     wide = save_unet(tmp_path / "wide.safetensors", 1, width=8)
     with pytest.raises(PrrmseError, match="wide.safetensors: models do not correspond"):
@@ -120,3 +130,12 @@ def test_run_rmse_writes_stamped_csv_and_names_a_mismatched_file(tmp_path: Path)
     with pytest.raises(PrrmseError, match="repeated"):
         run_rmse([a, b], tmp_path / "bad.csv", names=["x", "x"])
     assert not (tmp_path / "bad.csv").exists()
+
+
+def test_alignment_can_be_skipped_and_is_recorded_as_skipped(tmp_path: Path) -> None:
+    a, b = save_unet(tmp_path / "a.safetensors", 1), save_unet(tmp_path / "b.safetensors", 2)
+    table = run_rmse([a, b], tmp_path / "rmse.csv", aligned=False)
+    assert table["rmse_aligned"].isna().all() and table["rmse"].notna().any()
+    stamp = read_csv_provenance(tmp_path / "rmse.csv")
+    assert stamp["alignment"] == {"computed": False, "reason": "not asked for"}
+    assert tensor_rmse(tiny(0), tiny(1), aligned=False)["rmse_aligned"].isna().all()

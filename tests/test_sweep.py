@@ -23,6 +23,8 @@ from prrmse.sweep import SweepSettings, naive_sweep, replacement_sweep, run_swee
 from prrmse.sweep_rows import COLUMNS
 from tests.conftest import write_processed
 
+PATIENT_CSV_COLUMNS = ("condition", "family", "layer", "kind", "patient", "class", "dice")
+
 SMALL_PSPNET = {"ppm_channels": 8, "bottleneck_channels": 16}
 NETWORKS = {
     "unet": ("unet", {"width": 4}),
@@ -368,9 +370,20 @@ def test_run_sweep_writes_a_csv_with_provenance_that_pandas_reads_back(pairs, da
     record = read_csv_provenance(out)
     assert record["settings"]["batch_size"] == 4 and record["source"] == str(source)
     assert len(record["target_sha256"]) == 64 and "code" in record and "device" in record
+    assert record["conditions"] == ["source"]
     back = pd.read_csv(out, comment="#")
-    assert list(back.columns) == list(COLUMNS) and len(back) == len(table)
+    # `condition` comes last, so readers selecting the older columns are unaffected.
+    assert list(back.columns) == [*COLUMNS, "condition"] and len(back) == len(table)
+    assert (back["condition"] == "source").all()
     assert np.array_equal(back["dice"].to_numpy(), table["dice"].to_numpy(), equal_nan=True)
+    patients_csv = out.parent / "sweep.patients.csv"
+    patients_record = read_csv_provenance(patients_csv)
+    assert patients_record["sweep_csv"] == str(out)
+    assert patients_record["target_sha256"] == record["target_sha256"]
+    patients = pd.read_csv(patients_csv, comment="#", keep_default_na=False, na_values=["nan"])
+    assert list(patients.columns) == list(PATIENT_CSV_COLUMNS)
+    assert set(patients["condition"]) == {"source"} and patients["patient"].nunique() == 3
+    assert patients.loc[patients["class"] == 1, "dice"].isna().all()  # class 1 removed above
     assert not list(out.parent.glob(".*tmp*"))
 
 

@@ -27,7 +27,12 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], record: dic
     payload = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     metadata = {META_KEY: json.dumps(record, sort_keys=True, default=str)}
     with atomic_path(path) as temp:
-        save_file(payload, str(temp), metadata=metadata)
+        try:
+            save_file(payload, str(temp), metadata=metadata)
+        except SafetensorError as exc:
+            # safetensors reports a failed write (a full disk) as its own error type; as an
+            # OSError, atomic_path removes the temp file and names the output in one line.
+            raise OSError(str(exc)) from exc
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -47,6 +52,8 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         record = json.loads(metadata[META_KEY])
     except json.JSONDecodeError as exc:
         raise PrrmseError(path, f"checkpoint metadata is not valid JSON ({exc})") from exc
+    if not isinstance(record, dict):
+        raise PrrmseError(path, f"checkpoint metadata is a JSON {type(record).__name__}, not an object")
     return tensors, record
 
 
@@ -96,6 +103,24 @@ def check_state_dict(
                 f"tensor {name}: expected shape {tuple(tensor.shape)} for '{arch}', "
                 f"found {tuple(tensors[name].shape)}",
             )
+        # load_state_dict would silently cast (a float16 file loses precision unnoticed).
+        if tensors[name].dtype != tensor.dtype:
+            raise PrrmseError(
+                path,
+                f"tensor {name}: expected dtype {_dtype_name(tensor)} for '{arch}', "
+                f"found {_dtype_name(tensors[name])}",
+            )
+
+
+def _dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def check_finite(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A NaN or Inf weight would turn every later number (Dice, RMSE) into noise: refuse it."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise PrrmseError(path, f"tensor {name} holds NaN or Inf values")
 
 
 def load_model(
@@ -109,14 +134,21 @@ def load_model(
     from prrmse.models import build_model
 
     tensors, record = load_tensors(path)
-    if record.get("kind") != "model" or "arch" not in record:
+    if record.get("kind") != "model" or not isinstance(record.get("arch"), str):
         raise PrrmseError(path, "not a model checkpoint (no architecture recorded)")
     if expect is not None:
         found = {key: record.get(key) for key in expect}
         if found != expect:
             raise PrrmseError(path, f"checkpoint of another architecture: expected {expect}, found {found}")
-    model = build_model(record["arch"], **record.get("options", {}))
+    options = record.get("options", {})
+    if not isinstance(options, dict):
+        raise PrrmseError(path, f"recorded options are a JSON {type(options).__name__}, not an object")
+    try:
+        model = build_model(record["arch"], **options)
+    except PrrmseError as exc:  # names the architecture or option; say which file records it
+        raise PrrmseError(path, f"records {exc.where}: {exc.problem}") from exc
     check_state_dict(path, model, tensors, record["arch"])
+    check_finite(path, tensors)
     model.load_state_dict(tensors)
     model.eval()
     return model, record

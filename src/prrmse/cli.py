@@ -8,13 +8,17 @@ the Snakefile declares).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from prrmse.errors import PrrmseError
 
 Handler = Callable[[argparse.Namespace], None]
+RUN_NAMES = "<model> or <model>-<freeze|finetune|selffer>-from-<source>"
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -61,19 +65,26 @@ def _run_train(args: argparse.Namespace) -> None:
     print(f"train {spec.name}: best epoch {record['best_epoch']}, validation {shown} -> {args.out}")
 
 
-def _run_sweep(args: argparse.Namespace) -> None:
+def sweep_settings(config_path: Path, threads: int | None) -> Any:
+    """The config's analysis.sweep settings on the device they resolve to; torch threads set."""
     from prrmse.config import load_config
-    from prrmse.sweep import SweepSettings, run_sweep
+    from prrmse.sweep import SweepSettings
     from prrmse.train import select_device
 
-    options = dict(load_config(args.config)["analysis"]["sweep"])
+    options = dict(load_config(config_path)["analysis"]["sweep"])
     options["device"] = select_device(options["device"]).type
-    settings = SweepSettings(**options)
-    if args.threads:
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
-    table = run_sweep(args.target, args.source, args.data, args.out, settings)
+        torch.set_num_threads(threads)
+    return SweepSettings(**options)
+
+
+def _run_sweep(args: argparse.Namespace) -> None:
+    from prrmse.sweep import run_sweep
+
+    settings = sweep_settings(args.config, args.threads)
+    table = run_sweep(args.target, args.source, args.data, args.out, settings, patients_csv=args.patients_csv)
     print(f"sweep: {len(table)} rows -> {args.out}")
 
 
@@ -116,11 +127,12 @@ def _run_figure(args: argparse.Namespace) -> None:
         if title is None:
             ideal = next(iter(((read_csv_provenance(args.inputs[0]) or {}).get("ideal") or {}).values()), None)
             title = f"RMSE to the ideal model ({run_label(Path(ideal).parent.name)})" if ideal else None
-        plot_rmse_to_ideal(args.inputs[0], args.out, runs_subset=runs, title=title)
+        network = args.runs[0].split("-")[0] if args.runs else ""
+        plot_rmse_to_ideal(args.inputs[0], args.out, runs, title, args.floor, network)
     else:
         from prrmse.figures import make_figure
 
-        make_figure(args.number, args.inputs, args.out, title=args.title)
+        make_figure(args.number, args.inputs, args.out, title=args.title, floor=args.floor)
     print(f"figure {args.number:02d} -> {args.out}.png, {args.out}.pdf")
 
 
@@ -145,7 +157,7 @@ def _run_reuse(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     run = parse_run_name(args.run)
     if run.source is None:
-        raise PrrmseError(args.run, "a reuse run is named <model>-<freeze|finetune>-from-<source>")
+        raise PrrmseError(args.run, "a reuse run is named <model>-<freeze|finetune|selffer>-from-<source>")
     setup = plan_setup(args.source, args.plan, run.mode)
     extra = {"reuse": {"run": run.name, "mode": run.mode, "source": run.source}}
     record = train_model(run.model, config, args.data, args.out, threads=args.threads, setup=setup, extra_record=extra)
@@ -154,15 +166,18 @@ def _run_reuse(args: argparse.Namespace) -> None:
 
 
 def _run_table1(args: argparse.Namespace) -> None:
+    from prrmse.cli_beyond import bootstrap_settings
     from prrmse.naming import parse_run_name
     from prrmse.table1 import make_table1
 
     runs = []
     for path in args.runs:
         run = parse_run_name(path.parent.name)
+        patients = path.parent / "patients.csv"
         runs.append({"n_train": run.model.n_train, "source": run.source_label, "mode": run.mode,
-                     "seed": run.model.seed, "metrics_json": path})
-    table, findings = make_table1(runs, args.out)
+                     "seed": run.model.seed, "metrics_json": path,
+                     "patients_csv": patients if patients.exists() else None})  # fmt: skip
+    table, findings = make_table1(runs, args.out, bootstrap=bootstrap_settings(args.config))
     held = sum(1 for f in findings if f.get("holds_ours") is True)
     print(f"table1: {len(table)} rows, {held}/{len(findings)} findings hold on our numbers -> {args.out}.csv")
 
@@ -171,7 +186,12 @@ def _run_rmse_to_ideal(args: argparse.Namespace) -> None:
     from prrmse.figures_reuse import rmse_to_ideal
     from prrmse.naming import run_label
 
-    runs = {run_label(path.parent.name): path for path in args.runs}
+    runs = {}
+    for path in args.runs:
+        try:
+            runs[run_label(path.parent.name)] = path
+        except PrrmseError:
+            raise PrrmseError(path, f"folder '{path.parent.name}' is not a run name ({RUN_NAMES})") from None
     table = rmse_to_ideal(args.ideal, runs, args.out)
     print(f"rmse-to-ideal: {len(runs)} runs, {len(table)} rows -> {args.out}")
 
@@ -206,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--source", type=Path, required=True, help="source model checkpoint")
     sweep.add_argument("--data", type=Path, required=True, help="the target's prepared dataset (val split used)")
     sweep.add_argument("--out", type=Path, required=True, help="sweep CSV to write")
+    sweep.add_argument(
+        "--patients-csv", type=Path, default=None, help="per-patient Dice CSV (default: <out stem>.patients.csv)"
+    )
     sweep.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     sweep.set_defaults(handler=_run_sweep)
 
@@ -235,11 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     figure.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     figure.add_argument("--title", default=None, help="figure title")
     figure.add_argument("--runs", nargs="+", default=None, help="figures 13/14: the runs to draw")
+    figure.add_argument("--floor", type=Path, default=None, help="RMSE figures: seed-to-seed floor CSV")
     figure.set_defaults(handler=_run_figure)
 
     reuse = verbs.add_parser("reuse", help="train a target from a source's tensors per a reuse plan")
     _config_arg(reuse)
-    reuse.add_argument("--run", required=True, help="<model>-<freeze|finetune>-from-<source>")
+    reuse.add_argument("--run", required=True, help="<model>-<freeze|finetune|selffer>-from-<source>")
     reuse.add_argument("--source", type=Path, required=True, help="source model checkpoint")
     reuse.add_argument("--plan", type=Path, required=True, help="reuse plan JSON")
     reuse.add_argument("--data", type=Path, required=True, help="the target's prepared dataset")
@@ -248,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     reuse.set_defaults(handler=_run_reuse)
 
     table1 = verbs.add_parser("table1", help="the paper's Table 1 from the reuse runs' metrics")
+    _config_arg(table1)
     table1.add_argument("--runs", type=Path, nargs="+", required=True, help="metrics.json of each run")
     table1.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     table1.set_defaults(handler=_run_table1)
@@ -265,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--caption", default=None, help="table caption")
     table.set_defaults(handler=_run_table)
 
-    from prrmse import dvcgen, lineage
+    from prrmse import cli_beyond, dvcgen, lineage
 
+    cli_beyond.register(verbs)
     dvcgen.register(verbs)
     lineage.register(verbs)
     return parser
@@ -274,12 +300,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse prints the usage and then "prog: error: ..."; keep only that last line, so a
+    # bad argument, like any bad input, is one line on stderr (exit 2, as argparse's).
+    usage = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(usage):
+            args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+        lines = [line for line in usage.getvalue().splitlines() if line.strip()]
+        if code != 0 and lines:
+            print(f"{lines[-1]} (see --help)", file=sys.stderr)
+        else:
+            sys.stderr.write(usage.getvalue())
+        return code
     handler: Handler = args.handler
     try:
         handler(args)
     except PrrmseError as exc:
         print(f"prrmse {args.verb}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # A system error no check foresaw (permissions, I/O): still one line naming the file.
+        where = exc.filename if exc.filename is not None else "?"
+        print(f"prrmse {args.verb}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"prrmse {args.verb}: interrupted", file=sys.stderr)

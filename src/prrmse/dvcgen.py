@@ -78,7 +78,7 @@ def _run_network_of(run: str) -> str:
 
 # verb -> config keys it reads, from its command-line arguments (flag -> values).
 # Every verb that takes --config must be listed: an unlisted one is an error, never a
-# stage without params. Verbs without --config (bnstats, rmse, figure, table, table1,
+# stage without params. Verbs without --config (bnstats, rmse, figure, table, noise-floor,
 # rmse-to-ideal) read none; `reuse` trains like `train` (plan and source are deps).
 VERB_PARAMS: dict[str, Callable[[dict[str, list[str]]], list[str]]] = {
     "phantoms": lambda a: ["phantoms.seed", f"phantoms.{a['--dataset'][0]}"],
@@ -86,6 +86,11 @@ VERB_PARAMS: dict[str, Callable[[dict[str, list[str]]], list[str]]] = {
     "train": lambda a: ["train", f"networks.{_network_of(a['--model'][0])}"],
     "reuse": lambda a: ["train", f"networks.{_run_network_of(a['--run'][0])}"],
     "sweep": lambda a: ["analysis.sweep"],
+    "sweep-controls": lambda a: ["analysis.sweep", "analysis.controls"],
+    "cka": lambda a: ["analysis.cka", "analysis.sweep.device"],
+    "summarise": lambda a: ["analysis.bootstrap"],
+    "table1": lambda a: ["analysis.bootstrap"],
+    "claims": lambda a: ["analysis.bootstrap", "analysis.plan"],
     "plan": lambda a: [
         "analysis.plan.rule",
         "analysis.plan.max_dice_drop",

@@ -1,14 +1,32 @@
-"""Validation: Dice of segmentation models, reconstruction MSE of auto-encoders."""
+"""Validation: Dice of segmentation models, reconstruction MSE of auto-encoders.
+
+Per-patient Dice (`per_patient_dice`, `patient_dice`) is the step before the mean over
+patients that `prrmse.metrics.dice_per_class` reports: each patient's volumes averaged
+(NaN skipped), NaN where a class is absent from both prediction and truth of every
+volume of that patient. The same pandas reduction then gives the reported Dice exactly.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from prrmse.metrics import dice_per_class, foreground_mean
+from prrmse.io import atomic_path
+from prrmse.metrics import (
+    NUM_CLASSES,
+    confusion_counts,
+    dice_from_counts,
+    dice_per_class,
+    foreground_mean,
+    volume_ids,
+)
+from prrmse.provenance import csv_header
+
+PATIENT_COLUMNS = ("patient", "class", "dice")
 
 
 @torch.no_grad()
@@ -61,6 +79,62 @@ def validate(
         return {"dice": [float(d) for d in dice], "dice_mean": mean, "score": mean}
     mse = reconstruction_mse(model, images, batch_size, device)
     return {"mse": mse, "score": -mse}
+
+
+def patient_dice(volume_dice: np.ndarray, patient_of_volume: np.ndarray) -> pd.DataFrame:
+    """(patients x classes) Dice, patients sorted: each patient's volumes averaged, NaN skipped.
+
+    The step inside `prrmse.metrics.patient_mean_dice`: `.mean(axis=0, skipna=True)` of
+    this frame is its result, bit for bit.
+    """
+    frame = pd.DataFrame(volume_dice)
+    frame["patient"] = patient_of_volume
+    return frame.groupby("patient", sort=True).mean()
+
+
+def patient_of_volumes(index: pd.DataFrame) -> tuple[np.ndarray, int, np.ndarray]:
+    """(volume id per row, number of volumes, patient of each volume) of an index."""
+    volumes = volume_ids(index)
+    n_volumes = int(volumes.max()) + 1 if len(volumes) else 0
+    patients = pd.Series(index["patient"].to_numpy()).groupby(volumes).first().to_numpy()
+    return volumes, n_volumes, patients
+
+
+def long_patient_table(per_patient: pd.DataFrame) -> pd.DataFrame:
+    """`patient_dice`'s frame as rows (patient, class, dice), patient-major."""
+    values = per_patient.to_numpy(dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "patient": np.repeat(per_patient.index.to_numpy(), NUM_CLASSES),
+            "class": np.tile(np.arange(NUM_CLASSES), len(per_patient)),
+            "dice": values.reshape(-1),
+        }
+    )
+
+
+def per_patient_dice(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    index: pd.DataFrame,
+    batch_size: int,
+    device: torch.device,
+) -> pd.DataFrame:
+    """Validation Dice per patient and class, columns PATIENT_COLUMNS.
+
+    Averaged over patients (NaN skipped) it gives `validate`'s "dice" exactly.
+    """
+    predicted = predict_labels(model, images, batch_size, device)
+    volumes, n_volumes, patients = patient_of_volumes(index)
+    counts = confusion_counts(predicted, labels, volumes, n_volumes)
+    return long_patient_table(patient_dice(dice_from_counts(counts), patients))
+
+
+def write_patients_csv(path: str | Path, table: pd.DataFrame, record: dict[str, Any]) -> None:
+    """Provenance line, then the table; an undefined Dice is written "nan"."""
+    with atomic_path(path) as temp, open(temp, "w") as handle:
+        handle.write(csv_header(record))
+        table.to_csv(handle, index=False, na_rep="nan")
 
 
 def _autocast(device: torch.device):

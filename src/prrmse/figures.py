@@ -33,8 +33,8 @@ from matplotlib.ticker import MaxNLocator
 from prrmse import provenance
 from prrmse.errors import PrrmseError
 from prrmse.io import atomic_path, sha256_file
-from prrmse.layers import BN_KINDS, CONV_KINDS
-from prrmse.plan import read_table
+from prrmse.kinds import BN_KINDS, CONV_KINDS
+from prrmse.tabular import read_table
 
 WIDTH_IN = 7.0
 # Okabe-Ito, colour-blind safe; yellow (#F0E442) last since it is faint on white.
@@ -161,9 +161,44 @@ def absent_handle(what: str) -> Patch:
     return Patch(facecolor=ABSENT_COLOUR, label=f"{what} absent (no such tensor)")
 
 
+def interval_band(ax: Axes, x: Any, low: Any, high: Any, colour: str) -> None:
+    """A mean's 95 % interval as a translucent band in the line's colour."""
+    ax.fill_between(
+        x, np.asarray(low, float), np.asarray(high, float), color=colour, alpha=0.2, lw=0
+    )
+
+
+def interval_handle(table: pd.DataFrame) -> Patch:
+    seeds = int(table["n_seeds"].iloc[0]) if "n_seeds" in table.columns else 0
+    patients = int(table["n_patients"].iloc[0]) if "n_patients" in table.columns else 0
+    over = f"{seeds} seed{'s' if seeds != 1 else ''}" + (
+        f" x {patients} patients" if patients else ""
+    )
+    return Patch(color="#000000", alpha=0.2, label=f"95 % bootstrap interval ({over})")
+
+
+def floor_band(ax: Axes, floor: pd.DataFrame | None) -> Any:
+    """The seed-to-seed RMSE floor (min-max over models) behind the lines; None if unknown."""
+    if floor is None or floor["floor_high"].isna().all():
+        return None
+    return ax.fill_between(
+        floor.index, floor["floor_low"].to_numpy(float), floor["floor_high"].to_numpy(float),
+        facecolor="none", edgecolor="#555555", hatch="////", lw=0, zorder=0, step="mid",
+        label="seed-to-seed floor (min-max over models)",
+    )  # fmt: skip
+
+
+def floor_handle(label: str) -> Patch:
+    return Patch(facecolor="none", edgecolor="#555555", hatch="////", lw=0, label=label)
+
+
 def legend(figure: Figure, handles: Sequence[Any]) -> None:
-    """Below the panels; at most five entries a row, so it never runs past 7 inches."""
-    columns = len(handles) if len(handles) <= 5 else (len(handles) + 1) // 2
+    """Below the panels; rows of two very long, three long or five short entries, so it
+    never runs past 7 inches."""
+    longest = max((len(str(h.get_label())) for h in handles), default=0)
+    per_row = 2 if longest > 40 else 3 if longest > 24 else 5
+    rows = -(-len(handles) // per_row)
+    columns = -(-len(handles) // rows) if handles else 1
     figure.legend(handles=list(handles), loc="outside lower center", ncols=columns)
 
 
@@ -223,12 +258,18 @@ def default_title(record: dict[str, Any], what: str, fallback: Path) -> str:
 # --- Figures 3/7 and 4/8: replacement sweeps ----------------------------------------------
 
 
-def sweep_series(table: pd.DataFrame, family: str, kind: str, n_layers: int) -> pd.DataFrame:
-    """Dice after replacement, layers 1..n by class; NaN where absent or undefined."""
+def sweep_series(
+    table: pd.DataFrame, family: str, kind: str, n_layers: int, value: str = "dice"
+) -> pd.DataFrame:
+    """Dice after replacement (or its interval bound `value`), layers 1..n by class; NaN
+    where absent or undefined."""
     rows = table[(table["family"] == family) & ~table["head"] & (table["kind"] == kind)]
     replaced = rows[rows["status"] == "replaced"]
-    series = replaced.pivot(index="layer", columns="class", values="dice")
-    classes = sorted(int(c) for c in table.loc[table["family"] != "baseline", "class"].unique())
+    series = replaced.pivot(index="layer", columns="class", values=value)
+    # summaries add class -1, the foreground mean: not a class to draw
+    classes = sorted(
+        int(c) for c in table.loc[table["family"] != "baseline", "class"].unique() if int(c) >= 0
+    )
     return series.reindex(index=range(1, n_layers + 1), columns=classes).astype(float)
 
 
@@ -241,7 +282,9 @@ def sweep_baseline(table: pd.DataFrame) -> dict[int, float]:
     """Baseline Dice per class: the baseline rows, else the baseline_dice column."""
     baseline = table[table["family"] == "baseline"]
     source = baseline if not baseline.empty else table.assign(dice=table["baseline_dice"])
-    return {int(c): float(rows["dice"].iloc[0]) for c, rows in source.groupby("class")}
+    return {
+        int(c): float(rows["dice"].iloc[0]) for c, rows in source.groupby("class") if int(c) >= 0
+    }
 
 
 def draw_sweep(table: pd.DataFrame, family: str, title: str, where: str | Path = "sweep") -> Figure:
@@ -250,6 +293,7 @@ def draw_sweep(table: pd.DataFrame, family: str, title: str, where: str | Path =
     if n_layers == 0:
         raise PrrmseError(where, f"has no {family} layers (head excluded)")
     baseline = sweep_baseline(table)
+    intervals = {"dice_low", "dice_high"} <= set(table.columns)
     figure, axes = new_figure(len(kinds), 1.4 * len(kinds) + 1.2)
     any_absent = False
     for index, (ax, kind) in enumerate(zip(axes, kinds, strict=True)):
@@ -259,6 +303,10 @@ def draw_sweep(table: pd.DataFrame, family: str, title: str, where: str | Path =
             thin, colour = cls == 0, CLASS_COLOURS.get(cls, "#000000")
             ax.plot(series.index, series[cls], marker=CLASS_MARKERS.get(cls, "o"),
                     ms=3 if thin else 4, lw=0.8 if thin else 1.3, color=colour)  # fmt: skip
+            if intervals:
+                low = sweep_series(table, family, kind, n_layers, "dice_low")[cls]
+                high = sweep_series(table, family, kind, n_layers, "dice_high")[cls]
+                interval_band(ax, series.index, low, high, colour)
             if not np.isnan(baseline.get(cls, np.nan)):
                 ax.axhline(baseline[cls], ls="--", lw=0.6 if thin else 0.9, color=colour)
         ax.set_ylim(-0.03, 1.05)
@@ -275,6 +323,8 @@ def draw_sweep(table: pd.DataFrame, family: str, title: str, where: str | Path =
     handles.append(
         Line2D([], [], color="#000000", ls="--", lw=0.9, label="baseline (nothing replaced)")
     )
+    if intervals:
+        handles.append(interval_handle(table))
     if any_absent:
         handles.append(absent_handle("B" if family == "conv" else "tensor"))
     legend(figure, handles)
@@ -312,9 +362,14 @@ FIGURE_KINDS = {
 
 
 def make_figure(
-    number: int, inputs: list[Path], out_base: Path, title: str | None = None
+    number: int,
+    inputs: list[Path],
+    out_base: Path,
+    title: str | None = None,
+    floor: Path | None = None,
 ) -> Figure:
-    """The paper's Figure `number` (3..12) from its one input CSV, as <out_base>.png/.pdf."""
+    """The paper's Figure `number` (3..12) from its one input CSV, as <out_base>.png/.pdf;
+    RMSE figures draw the seed-to-seed `floor` CSV as a band where given."""
     # The model-comparison figures build on this module's helpers: imported here, not above.
     from prrmse import figures_models
 
@@ -330,4 +385,11 @@ def make_figure(
         "conv_rmse": figures_models.plot_conv_rmse,
         "group_rmse": figures_models.plot_group_rmse,
     }
-    return plotters[FIGURE_KINDS[number]](Path(inputs[0]), Path(out_base), title)
+    kind = FIGURE_KINDS[number]
+    if kind in ("conv_rmse", "group_rmse"):
+        return plotters[kind](Path(inputs[0]), Path(out_base), title, floor)
+    if floor is not None:
+        raise PrrmseError(
+            f"figure {number}", "only RMSE figures (6, 10, 11, 12) draw a noise floor"
+        )
+    return plotters[kind](Path(inputs[0]), Path(out_base), title)

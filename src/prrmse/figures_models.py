@@ -10,6 +10,7 @@ by short names ("ACDC seg", "T1 auto") where their names follow the study's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from prrmse.errors import PrrmseError
@@ -30,7 +32,11 @@ from prrmse.figures import (
     check_unique,
     default_title,
     figure_provenance,
+    floor_band,
+    floor_handle,
     house_style,
+    interval_band,
+    interval_handle,
     layer_axis,
     layer_count,
     legend,
@@ -40,18 +46,24 @@ from prrmse.figures import (
     save_figure,
     shade_absent,
 )
-from prrmse.layers import BN_KINDS, CONV_KINDS
+from prrmse.floor import floor_for
+from prrmse.kinds import BN_KINDS, CONV_KINDS
 from prrmse.naming import parse_model_name
 
 RMSE_COLUMNS = ["family", "layer", "head", "kind", "status", "rmse"]
 BNSTATS_COLUMNS = ["layer", "MRM", "MRV", "MRW", "MRB", "mrw_note"]
+FLOOR_COLUMNS = ["network", "family", "layer", "kind", "floor", "floor_low", "floor_high"]
 FAMILY_OF_KIND = {**dict.fromkeys(BN_KINDS, "bn"), **dict.fromkeys(CONV_KINDS, "conv")}
 
 
 def short_names(names: Sequence[str]) -> dict[str, str]:
     """Display names: pspnet-seg-acdc-s0 -> "ACDC seg" (seed, subset kept where they differ)."""
     try:
-        specs = {name: parse_model_name(name) for name in names}
+        # summaries over seeds name models without their seed
+        specs = {
+            name: parse_model_name(name if re.search(r"-s\d+$", name) else f"{name}-s0")
+            for name in names
+        }
     except PrrmseError:
         return {name: name for name in names}
     seeds_differ = len({spec.seed for spec in specs.values()}) > 1
@@ -74,12 +86,14 @@ def model_pairs(table: pd.DataFrame, where: Path) -> tuple[list[str], list[tuple
     return list(dict.fromkeys(name for pair in pairs for name in pair)), pairs
 
 
-def rmse_series(table: pd.DataFrame, pair: tuple[str, str], kind: str, n_layers: int) -> pd.Series:
+def rmse_series(
+    table: pd.DataFrame, pair: tuple[str, str], kind: str, n_layers: int, value: str = "rmse"
+) -> pd.Series:
     """RMSE per layer 1..n of one pair and kind, head excluded; NaN where absent."""
     rows = table[(table["kind"] == kind) & ~table["head"] & (table["status"] == "compared")]
     if "model_a" in table:
         rows = rows[(rows["model_a"] == pair[0]) & (rows["model_b"] == pair[1])]
-    series = rows.set_index("layer")["rmse"].astype(float)
+    series = rows.set_index("layer")[value].astype(float)
     return series.reindex(range(1, n_layers + 1))
 
 
@@ -100,22 +114,51 @@ def rmse_matrix(table: pd.DataFrame, models: Sequence[str], kind: str = "W") -> 
 
 def _draw_pairs(
     ax: Axes, table: pd.DataFrame, pairs: Sequence[tuple[str, str]], kind: str,
-    labels: dict[str, str],
+    labels: dict[str, str], floor: pd.DataFrame | None = None,
 ) -> bool:  # fmt: skip
-    """One line per pair on the kind's panel; True if the kind is absent somewhere."""
-    n_layers = layer_count(table, FAMILY_OF_KIND[kind])
+    """One line per pair on the kind's panel (with its interval band where the table has
+    one, over the seed-to-seed floor where given); True if the kind is absent somewhere."""
+    family = FAMILY_OF_KIND[kind]
+    n_layers = layer_count(table, family)
     absent = shade_absent(ax, absent_layers(table, kind), n_layers, kind)
+    floor_band(ax, floor_for(floor, network_of(table), family, kind, n_layers))
     for number, pair in enumerate(pairs):
         series = rmse_series(table, pair, kind, n_layers)
+        colour = OKABE_ITO[number % len(OKABE_ITO)]
         ax.plot(series.index, series.to_numpy(), lw=1.1, ms=3.5,
-                color=OKABE_ITO[number % len(OKABE_ITO)], marker=MARKERS[number % len(MARKERS)],
+                color=colour, marker=MARKERS[number % len(MARKERS)],
                 label=f"{labels[pair[0]]} vs {labels[pair[1]]}")  # fmt: skip
+        if {"rmse_low", "rmse_high"} <= set(table.columns):
+            low = rmse_series(table, pair, kind, n_layers, "rmse_low")
+            high = rmse_series(table, pair, kind, n_layers, "rmse_high")
+            interval_band(ax, series.index, low, high, colour)
     ax.set_ylabel("RMSE")
     ax.set_ylim(bottom=0)
     return absent
 
 
-def draw_conv_rmse(table: pd.DataFrame, title: str, where: Path) -> Figure:
+def network_of(table: pd.DataFrame) -> str:
+    return str(table["model_a"].iloc[0]).split("-")[0] if "model_a" in table.columns else ""
+
+
+def read_floor(floor_csv: Path | None) -> pd.DataFrame | None:
+    return None if floor_csv is None else read_input(Path(floor_csv), FLOOR_COLUMNS)[0]
+
+
+def extra_handles(figure_axes: Sequence[Axes], table: pd.DataFrame) -> list[Any]:
+    """Legend entries for the floor band and the interval bands, where drawn."""
+    handles: list[Any] = []
+    floors = [c for ax in figure_axes for c in ax.collections if "floor" in str(c.get_label())]
+    if floors:
+        handles.append(floor_handle(str(floors[0].get_label())))
+    if {"rmse_low", "rmse_high"} <= set(table.columns):
+        handles.append(interval_handle(table))
+    return handles
+
+
+def draw_conv_rmse(
+    table: pd.DataFrame, title: str, where: Path, floor: pd.DataFrame | None = None
+) -> Figure:
     models, pairs = model_pairs(table, where)
     labels = short_names(models)
     figure, axes = new_figure(2, 4.6)
@@ -124,11 +167,14 @@ def draw_conv_rmse(table: pd.DataFrame, title: str, where: Path) -> Figure:
         raise PrrmseError(where, "has no conv layers (head excluded)")
     absent = False
     for index, (ax, kind) in enumerate(zip(axes, CONV_KINDS, strict=True)):
-        absent |= _draw_pairs(ax, table, pairs, kind, labels)
+        absent |= _draw_pairs(ax, table, pairs, kind, labels, floor)
         panel_title(ax, index, f"RMSE of {KIND_TITLES[kind]}")
         layer_axis(ax, n_layers, None)
     layer_axis(axes[-1], n_layers, "Conv layer (forward order, head excluded)")
-    handles: list[Any] = list(axes[0].get_legend_handles_labels()[0])
+    handles: list[Any] = [
+        h for h in axes[0].get_legend_handles_labels()[0] if isinstance(h, Line2D)
+    ]
+    handles += extra_handles(axes, table)
     handles += [absent_handle("B")] if absent else []
     legend(figure, handles)
     figure.suptitle(title)
@@ -155,7 +201,9 @@ def _draw_matrix(ax: Axes, matrix: pd.DataFrame, labels: dict[str, str]) -> None
             ax.text(col, row, f"{value:.3g}", ha="center", va="center", fontsize=8, color=colour)
 
 
-def draw_group_rmse(table: pd.DataFrame, title: str, where: Path) -> Figure:
+def draw_group_rmse(
+    table: pd.DataFrame, title: str, where: Path, floor: pd.DataFrame | None = None
+) -> Figure:
     models, pairs = model_pairs(table, where)
     labels = short_names(models)
     compared = set(table.loc[~table["head"] & (table["status"] == "compared"), "kind"])
@@ -173,7 +221,7 @@ def draw_group_rmse(table: pd.DataFrame, title: str, where: Path) -> Figure:
     panels += [(conv_side.add_subplot(conv_grid[row, 0]), kind) for row, kind in enumerate(right)]
     absent = False
     for index, (ax, kind) in enumerate(panels):
-        absent |= _draw_pairs(ax, table, pairs, kind, labels)
+        absent |= _draw_pairs(ax, table, pairs, kind, labels, floor)
         panel_title(ax, index, KIND_TITLES[kind])
         family = FAMILY_OF_KIND[kind]
         last = kind in (left[-1:] + right[-1:])
@@ -183,7 +231,10 @@ def draw_group_rmse(table: pd.DataFrame, title: str, where: Path) -> Figure:
     matrix_ax = conv_side.add_subplot(conv_grid[len(right), 0])
     _draw_matrix(matrix_ax, rmse_matrix(table, models), labels)
     panel_title(matrix_ax, len(panels), "RMSE matrix: mean over W layers")
-    handles: list[Any] = list(panels[0][0].get_legend_handles_labels()[0])
+    handles: list[Any] = [
+        h for h in panels[0][0].get_legend_handles_labels()[0] if isinstance(h, Line2D)
+    ]
+    handles += extra_handles([ax for ax, _ in panels], table)
     handles += [absent_handle("B")] if absent else []
     legend(figure, handles)
     figure.suptitle(title)
@@ -200,23 +251,31 @@ def _title(record: dict[str, Any], table: pd.DataFrame, what: str, where: Path) 
     return f"{what}: {' vs '.join(names) if len(names) == 2 else ', '.join(names)}"
 
 
-def plot_conv_rmse(rmse_csv: Path, out_base: Path, title: str | None = None) -> Figure:
+def plot_conv_rmse(
+    rmse_csv: Path, out_base: Path, title: str | None = None, floor_csv: Path | None = None
+) -> Figure:
     """Figures 6 / 10: RMSE of conv W and B per conv layer, one line per model pair."""
     table, record = read_input(rmse_csv, RMSE_COLUMNS)
     what = "RMSE of conv weights and biases"
     with house_style():
-        figure = draw_conv_rmse(table, title or _title(record, table, what, rmse_csv), rmse_csv)
-    save_figure(figure, out_base, figure_provenance([rmse_csv], what))
+        title = title or _title(record, table, what, rmse_csv)
+        figure = draw_conv_rmse(table, title, rmse_csv, read_floor(floor_csv))
+    inputs = [rmse_csv] + ([Path(floor_csv)] if floor_csv else [])
+    save_figure(figure, out_base, figure_provenance(inputs, what))
     return figure
 
 
-def plot_group_rmse(rmse_csv: Path, out_base: Path, title: str | None = None) -> Figure:
+def plot_group_rmse(
+    rmse_csv: Path, out_base: Path, title: str | None = None, floor_csv: Path | None = None
+) -> Figure:
     """Figures 11 / 12: RMSE per layer and kind for every pair of a group, and its matrix."""
     table, record = read_input(rmse_csv, [*RMSE_COLUMNS, "model_a", "model_b"])
     what = "Layer-wise RMSE between models"
     with house_style():
-        figure = draw_group_rmse(table, title or _title(record, table, what, rmse_csv), rmse_csv)
-    save_figure(figure, out_base, figure_provenance([rmse_csv], what))
+        title = title or _title(record, table, what, rmse_csv)
+        figure = draw_group_rmse(table, title, rmse_csv, read_floor(floor_csv))
+    inputs = [rmse_csv] + ([Path(floor_csv)] if floor_csv else [])
+    save_figure(figure, out_base, figure_provenance(inputs, what))
     return figure
 
 
@@ -236,7 +295,13 @@ def draw_bn_stats(table: pd.DataFrame, title: str) -> Figure:
     extras: dict[str, Any] = {}
     for index, (ax, (column, text)) in enumerate(zip(axes, panels.items(), strict=True)):
         values = table[column].astype(float)
-        ax.bar(table["layer"], values, width=0.7, color=OKABE_ITO[3])
+        errors = None
+        if {f"{column}_low", f"{column}_high"} <= set(table.columns):
+            low, high = table[f"{column}_low"].astype(float), table[f"{column}_high"].astype(float)
+            errors = np.vstack([(values - low).clip(lower=0), (high - values).clip(lower=0)])
+            extras["interval"] = interval_handle(table)
+        ax.bar(table["layer"], values, width=0.7, color=OKABE_ITO[3], yerr=errors,
+               error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#333333"})  # fmt: skip
         if column in ("MRV", "MRW"):
             extras["ref"] = ax.axhline(1.0, ls="--", lw=0.9, color="#000000", label="1 (no change)")
         if column == "MRW" and values.isna().any():

@@ -10,15 +10,16 @@ of `prrmse.figures`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from prrmse import provenance
-from prrmse.checkpoint import load_model
 from prrmse.errors import PrrmseError
 from prrmse.figures import (
     KIND_TITLES,
@@ -27,7 +28,11 @@ from prrmse.figures import (
     absent_handle,
     check_unique,
     figure_provenance,
+    floor_band,
+    floor_handle,
     house_style,
+    interval_band,
+    interval_handle,
     layer_axis,
     layer_count,
     panel_title,
@@ -35,9 +40,10 @@ from prrmse.figures import (
     save_figure,
     shade_absent,
 )
+from prrmse.floor import floor_for
 from prrmse.io import sha256_file
-from prrmse.layers import BN_KINDS, CONV_KINDS
-from prrmse.rmse import RMSE_COLUMNS, matched_layers, tensor_rmse, write_table_csv
+from prrmse.kinds import BN_KINDS, CONV_KINDS
+from prrmse.tabular import RMSE_COLUMNS, write_table_csv
 
 IDEAL_COLUMNS = ["run", *RMSE_COLUMNS]
 FAMILY_OF_KIND = {**dict.fromkeys(BN_KINDS, "bn"), **dict.fromkeys(CONV_KINDS, "conv")}
@@ -50,6 +56,10 @@ def rmse_to_ideal(
 ) -> pd.DataFrame:
     """RMSE per layer and kind of every run against the ideal model; the CSV (with a
     provenance line naming every checkpoint and its sha256) if `out_csv` is given."""
+    # the model code is only needed here, not by the figure jobs that import this module
+    from prrmse.checkpoint import load_model
+    from prrmse.rmse import matched_layers, tensor_rmse
+
     if not run_ckpts:
         raise PrrmseError("rmse to ideal", "no runs given")
     ideal_ckpt = Path(ideal_ckpt)
@@ -74,9 +84,11 @@ def rmse_to_ideal(
     return table
 
 
-def _series(table: pd.DataFrame, run: str, kind: str, n_layers: int) -> pd.Series:
+def _series(
+    table: pd.DataFrame, run: str, kind: str, n_layers: int, value: str = "rmse"
+) -> pd.Series:
     rows = table[(table["run"] == run) & (table["kind"] == kind) & (table["status"] == "compared")]
-    return rows.set_index("layer")["rmse"].astype(float).reindex(range(1, n_layers + 1))
+    return rows.set_index("layer")[value].astype(float).reindex(range(1, n_layers + 1))
 
 
 def _absent_layers(table: pd.DataFrame, kind: str) -> list[int]:
@@ -84,8 +96,17 @@ def _absent_layers(table: pd.DataFrame, kind: str) -> list[int]:
     return sorted(int(layer) for layer in rows["layer"].unique())
 
 
-def draw_rmse_to_ideal(table: pd.DataFrame, runs: Sequence[str], title: str) -> Figure:
-    """Panels RM, RV, RW, RB, W and B (B only where some layer has one), two a row."""
+def draw_rmse_to_ideal(
+    table: pd.DataFrame,
+    runs: Sequence[str],
+    title: str,
+    floor: pd.DataFrame | None = None,
+    network: str = "",
+) -> Figure:
+    """Panels RM, RV, RW, RB, W and B (B only where some layer has one), two a row; interval
+    bands where the table has them, the network's seed-to-seed floor where given."""
+    intervals = {"rmse_low", "rmse_high"} <= set(table.columns)
+    drawn_floor = None
     body = table[~table["head"]]
     compared = set(body.loc[body["status"] == "compared", "kind"])
     kinds = [kind for kind in (*BN_KINDS, *CONV_KINDS) if kind in compared]
@@ -101,12 +122,20 @@ def draw_rmse_to_ideal(table: pd.DataFrame, runs: Sequence[str], title: str) -> 
         family = FAMILY_OF_KIND[kind]
         n_layers = layer_count(body, family)
         absent |= shade_absent(ax, _absent_layers(body, kind), n_layers, kind)
+        drawn_floor = (
+            floor_band(ax, floor_for(floor, network, family, kind, n_layers)) or drawn_floor
+        )
         for number, run in enumerate(runs):
             series = _series(body, run, kind, n_layers)
-            ax.plot(series.index, series.to_numpy(), lw=1.1, ms=3.5, label=run,
-                    color=OKABE_ITO[number % len(OKABE_ITO)],
+            colour = OKABE_ITO[number % len(OKABE_ITO)]
+            ax.plot(series.index, series.to_numpy(), lw=1.1, ms=3.5, label=run, color=colour,
                     marker=MARKERS[number % len(MARKERS)],
                     ls=LINE_STYLES[number // len(OKABE_ITO) % len(LINE_STYLES)])  # fmt: skip
+            if intervals:
+                low, high = (
+                    _series(body, run, kind, n_layers, v) for v in ("rmse_low", "rmse_high")
+                )
+                interval_band(ax, series.index, low, high, colour)
         ax.set_ylabel("RMSE")
         ax.set_ylim(bottom=0)
         panel_title(ax, index, KIND_TITLES[kind])
@@ -115,7 +144,10 @@ def draw_rmse_to_ideal(table: pd.DataFrame, runs: Sequence[str], title: str) -> 
         name = "BN layer" if family == "bn" else "Conv layer"
         layer_axis(ax, n_layers, f"{name} (forward order, head excluded)" if lowest else None)
         ax.tick_params(axis="x", labelrotation=90 if n_layers > 12 else 0)
-    handles = figure.axes[0].get_legend_handles_labels()[0]
+    handles = [h for h in figure.axes[0].get_legend_handles_labels()[0] if isinstance(h, Line2D)]
+    if drawn_floor is not None:
+        handles.append(floor_handle(str(drawn_floor.get_label())))
+    handles += [interval_handle(table)] if intervals else []
     handles += [absent_handle("B")] if absent else []
     # Run labels are long: three a row keeps the legend inside 7 inches.
     figure.legend(
@@ -130,6 +162,8 @@ def plot_rmse_to_ideal(
     out_base: Path,
     runs_subset: Sequence[str] | None = None,
     title: str | None = None,
+    floor_csv: Path | None = None,
+    network: str = "",
 ) -> Figure:
     """Figures 13 / 14 from the rmse_to_ideal CSV: <out_base>.png and .pdf with provenance.
 
@@ -141,6 +175,9 @@ def plot_rmse_to_ideal(
     check_unique(table, ["run", "family", "layer", "kind"], csv)
     available = list(dict.fromkeys(table["run"]))
     runs = list(runs_subset) if runs_subset is not None else available
+    if all(run not in available for run in runs):
+        # a summary over seeds labels runs without their seed ("n10 freeze T1-auto")
+        runs = [re.sub(r" s\d+$", "", run) for run in runs]
     unknown = [run for run in runs if run not in available]
     if unknown or not runs:
         raise PrrmseError(
@@ -150,7 +187,14 @@ def plot_rmse_to_ideal(
     what = "RMSE to the ideal model"
     ideal = next(iter(record.get("ideal", {})), None)
     with house_style():
-        figure = draw_rmse_to_ideal(table, runs, title or (f"{what}: {ideal}" if ideal else what))
-    stamp: dict[str, Any] = {**figure_provenance([csv], what), "runs": runs}
+        floor = (
+            read_input(Path(floor_csv), ["network", "floor", "floor_low", "floor_high"])[0]
+            if floor_csv
+            else None
+        )
+        title = title or (f"{what}: {ideal}" if ideal else what)
+        figure = draw_rmse_to_ideal(table, runs, title, floor, network)
+    inputs = [csv] + ([Path(floor_csv)] if floor_csv else [])
+    stamp: dict[str, Any] = {**figure_provenance(inputs, what), "runs": runs}
     save_figure(figure, out_base, stamp)
     return figure

@@ -32,6 +32,8 @@ def _temp_sibling(path: Path) -> Path:
 
 def _check_parent_writable(path: Path) -> None:
     parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise PrrmseError(parent, "output folder expected, found a file")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

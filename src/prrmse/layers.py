@@ -16,18 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
 from prrmse.errors import PrrmseError
 
-Family = Literal["bn", "conv"]
+# re-exported (the `as` form): model-side modules take the kinds from here
+from prrmse.kinds import BN_KINDS as BN_KINDS
+from prrmse.kinds import CONV_KINDS as CONV_KINDS
+from prrmse.kinds import KINDS_OF_FAMILY, Family
 
-BN_KINDS: tuple[str, ...] = ("RM", "RV", "RW", "RB")
-CONV_KINDS: tuple[str, ...] = ("W", "B")
-KINDS_OF_FAMILY: dict[str, tuple[str, ...]] = {"bn": BN_KINDS, "conv": CONV_KINDS}
 # Which attribute of the module holds each kind's tensor.
 KIND_ATTR: dict[str, str] = {
     "RM": "running_mean",

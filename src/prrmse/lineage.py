@@ -449,8 +449,27 @@ class _Builder:
             if dep_rel in CODE_DIRS:
                 child = {**child, "role": "code"}
             inputs.append(child)
+        if node_type == "directory":
+            self._check_raw_files(rel, inputs)
         node["inputs"] = inputs
         return node
+
+    def _check_raw_files(self, rel: str, inputs: list[dict[str, Any]]) -> None:
+        """A processed dataset's index.csv names each raw file it read with its sha256:
+        check them on the raw folder's node (dvc.lock's md5 vouches for the folder as a
+        whole; this names the files), or add that node when no stage dep names it."""
+        raw = self._raw_node(rel)
+        if raw is None:
+            return
+        for child in inputs:
+            if child["path"] == raw["path"]:
+                if "raw_files" not in child:  # nodes are shared: annotate once
+                    child["raw_files"] = raw["raw_files"]
+                    if raw["status"] != "ok":
+                        child["status"] = "modified" if child["status"] == "ok" else child["status"]
+                        child["trusted"] = False
+                return
+        inputs.append(raw)
 
     def _stamp_node(self, rel: str, recorded: Any, kind: str) -> dict[str, Any]:
         node_type, status = self._status(rel, recorded, kind)

@@ -38,8 +38,12 @@ def parse_model_name(name: str) -> ModelSpec:
     return ModelSpec(match["network"], match["task"], match["dataset"], n_train, int(match["seed"]))
 
 
-MODES = ("freeze", "finetune")
-_REUSE = re.compile(r"^(?P<model>.+)-(?P<mode>freeze|finetune)-from-(?P<source>[a-z][a-z0-9_]*-[a-z]+-[a-z][a-z0-9_]*)$")
+# selffer: Yosinski et al.'s BnB control, the target's own trained tensors frozen.
+MODES = ("freeze", "finetune", "selffer")
+_REUSE = re.compile(
+    r"^(?P<model>.+)-(?P<mode>freeze|finetune|selffer)-from-"
+    r"(?P<source>[a-z][a-z0-9_]*-[a-z]+-[a-z][a-z0-9_]*)$"
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class RunSpec:
     """A run of the reuse experiment: a target model trained from scratch or from a source's tensors."""
 
     model: ModelSpec
-    mode: str  # "scratch", "freeze" or "finetune"
+    mode: str  # "scratch", "freeze", "finetune" or "selffer"
     source: str | None  # source model without seed, e.g. "pspnet-auto-t1"
 
     @property
@@ -66,11 +70,22 @@ class RunSpec:
 
 
 def parse_run_name(name: str) -> RunSpec:
-    """`<model>` (scratch) or `<model>-<freeze|finetune>-from-<source>`."""
+    """`<model>` (scratch) or `<model>-<freeze|finetune|selffer>-from-<source>`.
+
+    A selffer run's source is the target's own task: `<network>-<task>-<dataset>` of
+    the model (e.g. `pspnet-seg-acdc-n10-s1-selffer-from-pspnet-seg-acdc`).
+    """
     match = _REUSE.match(name)
     if match is None:
         return RunSpec(parse_model_name(name), "scratch", None)
-    return RunSpec(parse_model_name(match["model"]), match["mode"], match["source"])
+    model = parse_model_name(match["model"])
+    own = f"{model.network}-{model.task}-{model.dataset}"
+    if match["mode"] == "selffer" and match["source"] != own:
+        raise PrrmseError(
+            name,
+            f"a selffer run's source is the target's own task {own!r}, not {match['source']!r}",
+        )
+    return RunSpec(model, match["mode"], match["source"])
 
 
 def run_label(name: str) -> str:

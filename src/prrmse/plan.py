@@ -31,6 +31,7 @@ from prrmse.io import read_json, sha256_file, write_json_atomic
 from prrmse.layers import BN_KINDS, CONV_KINDS, KINDS_OF_FAMILY, index_layers, layer_label
 from prrmse.models.registry import ARCH_ATTR
 from prrmse.rmse import RMSE_COLUMNS, probe_shape
+from prrmse.tabular import read_table, require_columns
 
 RULES = ("sweep", "rmse", "both")
 DECISIONS = ("reuse", "keep", "absent")
@@ -42,28 +43,6 @@ PLAN_KEYS = (
 ENTRY_KEYS = ("family", "layer", "module", "kind", "decision", "evidence")
 # How an error names the tensor a kind stands for.
 KIND_WORDS = dict(RM="running mean", RV="running var", RW="weight", RB="bias", W="weight", B="bias")
-
-
-def read_table(path: Path, required: list[str]) -> pd.DataFrame:
-    """A tidy CSV (provenance comment skipped) with at least the `required` columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise PrrmseError(path, "file not found")
-    try:
-        # Module names stay text even where a Sequential numbers them "0", "1", ...
-        table = pd.read_csv(path, comment="#", dtype={"module": str})
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise PrrmseError(path, f"not a readable CSV ({exc})") from exc
-    require_columns(table, required, path)
-    if table.empty:
-        raise PrrmseError(path, "has no rows")
-    return table
-
-
-def require_columns(table: pd.DataFrame, required: list[str], where: str | Path) -> None:
-    missing = [column for column in required if column not in table.columns]
-    if missing:
-        raise PrrmseError(where, f"missing columns: {', '.join(missing)}")
 
 
 def _as_bool(column: pd.Series) -> pd.Series:

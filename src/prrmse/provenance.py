@@ -86,11 +86,23 @@ def csv_header(record: dict[str, Any]) -> str:
 
 
 def read_csv_provenance(path: str | Path) -> dict[str, Any] | None:
-    with open(path) as handle:
-        first = handle.readline()
-    if first.startswith("# provenance: "):
-        return json.loads(first[len("# provenance: ") :])
-    return None
+    """The stamp on a CSV's first line; None if it has none; an error if it is damaged."""
+    from prrmse.errors import PrrmseError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline()
+    except UnicodeDecodeError:
+        raise PrrmseError(path, "not a text file (expected a CSV table)") from None
+    if not first.startswith("# provenance: "):
+        return None
+    try:
+        record = json.loads(first[len("# provenance: ") :])
+    except json.JSONDecodeError as exc:
+        raise PrrmseError(path, f"damaged provenance line (not valid JSON: {exc.msg})") from None
+    if not isinstance(record, dict):
+        raise PrrmseError(path, "damaged provenance line (not a JSON object)")
+    return record
 
 
 def png_text(path: str | Path, key: str = "prrmse") -> str | None:

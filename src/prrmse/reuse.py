@@ -10,10 +10,14 @@ target it copies every (layer, kind) the plan marks "reuse" from the source chec
               A frozen BN running mean/var is restored after every forward pass, even
               where the same layer's weight and bias train (see `_hold_buffers`).
 - "finetune": the same tensors are loaded and everything trains.
+- "selffer":  Yosinski et al.'s BnB control: "freeze" with the target task's own fully
+              trained model as the source (its tensors per the plan frozen, the rest
+              re-initialised and trained); recorded as mode "selffer". Which checkpoint
+              is the source is the caller's choice (`prrmse.naming` names the run).
 
 The source may be any checkpoint of the target's architecture with the same tensor
 shapes; its name is not checked against the plan's, so a plan can be applied to another
-seed's source or to the target's own trained model (the "selffer" control) unchanged.
+seed's source or to the target's own trained model unchanged.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from prrmse.plan import load_plan
 from prrmse.rmse import probe_shape
 from prrmse.train import ModelSetup
 
-MODES = ("freeze", "finetune")
+MODES = ("freeze", "finetune", "selffer")
+FROZEN_MODES = ("freeze", "selffer")
 
 
 def plan_setup(source_ckpt: Path, plan_path: Path, mode: str) -> ModelSetup:
@@ -56,7 +61,7 @@ def plan_setup(source_ckpt: Path, plan_path: Path, mode: str) -> ModelSetup:
         _check_source_fits(source_ckpt, source_record, source_tensors, model)
         reused = reused_entries(plan)
         loaded = load_reused(model, source_tensors, reused)
-        frozen = freeze(model, loaded) if mode == "freeze" else []
+        frozen = freeze(model, loaded) if mode in FROZEN_MODES else []
         if frozen and not any(p.requires_grad for p in model.parameters()):
             raise PrrmseError(plan_path, "freezes every parameter: nothing is left to train")
         return {

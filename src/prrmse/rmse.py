@@ -5,6 +5,11 @@ the prediction head included (flagged `head`; the paper's figures leave it out).
 that is absent on the layer (a conv without bias) is reported with status "absent" and an
 empty rmse: an absent tensor is not a zero difference. Models must share architecture,
 layer index and tensor shapes; the first difference is reported, naming the model.
+
+Beside it, `rmse_aligned`: the same RMSE after model b's hidden channels are reordered to
+match model a's by weight matching (`prrmse.align`), so a difference that is only a
+permutation of channels counts as none. Architectures without a permutation spec (smp)
+leave it empty; the stamp's `alignment` says whether it was computed.
 """
 
 from __future__ import annotations
@@ -18,13 +23,20 @@ import torch
 from torch import nn
 
 from prrmse import provenance
+from prrmse.align import align_models, arch_name, supports_alignment
 from prrmse.checkpoint import load_model
 from prrmse.errors import PrrmseError
-from prrmse.io import atomic_path, sha256_file
-from prrmse.layers import KINDS_OF_FAMILY, Layer, get_tensor, index_layers
+from prrmse.io import sha256_file
+from prrmse.layers import KIND_ATTR, KINDS_OF_FAMILY, Layer, get_tensor, index_layers
 from prrmse.models.registry import ARCH_ATTR, PROBE_SIZE, model_signature, signature_mismatch
+from prrmse.tabular import RMSE_COLUMNS as RMSE_COLUMNS
+from prrmse.tabular import write_table_csv as write_table_csv
 
-RMSE_COLUMNS = ["family", "layer", "module", "head", "kind", "status", "numel", "rmse"]
+# What readers require (plan, figures); tables also carry ALIGNED_COLUMN after these.
+ALIGNED_COLUMN = "rmse_aligned"
+TABLE_COLUMNS = [*RMSE_COLUMNS, ALIGNED_COLUMN]
+ALIGN_SEED = 0  # the order weight matching visits permutations in; fixed for same answers
+NAN = float("nan")
 
 
 def probe_shape(model: nn.Module) -> tuple[int, int, int, int]:
@@ -49,7 +61,32 @@ def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.sqrt(torch.mean(difference * difference)))
 
 
-def _rows(a_model: nn.Module, b_model: nn.Module, layers: Sequence[Layer]) -> list[dict]:
+def aligned_state(a_model: nn.Module, b_model: nn.Module) -> dict[str, torch.Tensor] | None:
+    """b's state_dict with its channels aligned to a's; None if the architecture has no spec."""
+    if not supports_alignment(a_model):
+        return None
+    return align_models(a_model, b_model, seed=ALIGN_SEED)[0]
+
+
+def alignment_record(model: nn.Module, aligned: bool = True) -> dict:
+    """What the stamp says about rmse_aligned: how it was computed, or why it is empty."""
+    if not aligned:
+        return {"computed": False, "reason": "not asked for"}
+    if not supports_alignment(model):
+        return {"computed": False, "reason": f"no permutation spec for {arch_name(model)}"}
+    return {
+        "computed": True,
+        "method": "weight matching (Git Re-Basin), model_b aligned to model_a",
+        "seed": ALIGN_SEED,
+    }
+
+
+def _rows(
+    a_model: nn.Module,
+    b_model: nn.Module,
+    layers: Sequence[Layer],
+    b_aligned: Mapping[str, torch.Tensor] | None = None,
+) -> list[dict]:
     rows = []
     for layer in layers:
         for kind in KINDS_OF_FAMILY[layer.family]:
@@ -61,10 +98,23 @@ def _rows(a_model: nn.Module, b_model: nn.Module, layers: Sequence[Layer]) -> li
                 "kind": kind,
             }
             if kind in layer.absent:
-                rows.append({**row, "status": "absent", "numel": pd.NA, "rmse": float("nan")})
+                rows.append(
+                    {**row, "status": "absent", "numel": pd.NA, "rmse": NAN, ALIGNED_COLUMN: NAN}
+                )
                 continue
             a, b = get_tensor(a_model, layer, kind), get_tensor(b_model, layer, kind)
-            rows.append({**row, "status": "compared", "numel": a.numel(), "rmse": _rmse(a, b)})
+            aligned = NAN
+            if b_aligned is not None:
+                aligned = _rmse(a, b_aligned[f"{layer.module_name}.{KIND_ATTR[kind]}"])
+            rows.append(
+                {
+                    **row,
+                    "status": "compared",
+                    "numel": a.numel(),
+                    "rmse": _rmse(a, b),
+                    ALIGNED_COLUMN: aligned,
+                }
+            )
     return rows
 
 
@@ -75,18 +125,23 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def tensor_rmse(a_model: nn.Module, b_model: nn.Module) -> pd.DataFrame:
-    """One row per (layer, kind) in index order: family, layer, module, head, kind, status, numel, rmse."""
+def tensor_rmse(a_model: nn.Module, b_model: nn.Module, aligned: bool = True) -> pd.DataFrame:
+    """One row per (layer, kind) in index order: family, layer, module, head, kind, status,
+    numel, rmse, rmse_aligned (b aligned to a; empty if not `aligned` or no spec)."""
     layers = matched_layers(a_model, {"second model": b_model})
-    return _frame(_rows(a_model, b_model, layers), RMSE_COLUMNS)
+    b_aligned = aligned_state(a_model, b_model) if aligned else None
+    return _frame(_rows(a_model, b_model, layers, b_aligned), TABLE_COLUMNS)
 
 
 def pairwise_rmse(
-    models: Mapping[str, nn.Module], sources: Mapping[str, str | Path] | None = None
+    models: Mapping[str, nn.Module],
+    sources: Mapping[str, str | Path] | None = None,
+    aligned: bool = True,
 ) -> pd.DataFrame:
     """tensor_rmse for every unordered pair, in the given order of names, with model_a/model_b.
 
     `sources` (name -> file) lets a mismatch name the file rather than the model.
+    In each pair model_b is aligned to model_a for rmse_aligned.
     """
     names = list(models)
     if len(names) < 2:
@@ -98,8 +153,10 @@ def pairwise_rmse(
     rows = []
     for name_a, name_b in itertools.combinations(names, 2):
         pair = {"model_a": name_a, "model_b": name_b}
-        rows += [{**pair, **row} for row in _rows(models[name_a], models[name_b], layers)]
-    return _frame(rows, ["model_a", "model_b", *RMSE_COLUMNS])
+        a_model, b_model = models[name_a], models[name_b]
+        b_aligned = aligned_state(a_model, b_model) if aligned else None
+        rows += [{**pair, **row} for row in _rows(a_model, b_model, layers, b_aligned)]
+    return _frame(rows, ["model_a", "model_b", *TABLE_COLUMNS])
 
 
 def _model_names(checkpoints: Sequence[Path], records: Sequence[dict]) -> list[str]:
@@ -111,7 +168,10 @@ def _model_names(checkpoints: Sequence[Path], records: Sequence[dict]) -> list[s
 
 
 def run_rmse(
-    checkpoints: Sequence[Path], out_csv: Path, names: Sequence[str] | None = None
+    checkpoints: Sequence[Path],
+    out_csv: Path,
+    names: Sequence[str] | None = None,
+    aligned: bool = True,
 ) -> pd.DataFrame:
     """Read checkpoints, write every pair's RMSE table as a CSV with a provenance header.
 
@@ -131,18 +191,13 @@ def run_rmse(
     if duplicates:
         raise PrrmseError("rmse", f"model names must differ; repeated: {', '.join(duplicates)}")
     sources = dict(zip(names, checkpoints, strict=True))
-    table = pairwise_rmse(dict(zip(names, models, strict=True)), sources)
+    table = pairwise_rmse(dict(zip(names, models, strict=True)), sources, aligned)
     stamp = provenance.stamp(
         arch=records[0]["arch"],
         options=records[0].get("options", {}),
+        alignment=alignment_record(models[0], aligned),
         models={name: str(path) for name, path in sources.items()},
         inputs={str(path): sha256_file(path) for path in checkpoints},
     )
     write_table_csv(out_csv, table, stamp)
     return table
-
-
-def write_table_csv(path: Path, table: pd.DataFrame, stamp: dict) -> None:
-    """Provenance comment line, then the table; written under a temp name and renamed."""
-    with atomic_path(path) as temp:
-        temp.write_text(provenance.csv_header(stamp) + table.to_csv(index=False))

@@ -9,6 +9,14 @@ Kinds absent from the target (a conv without bias) are listed with status "absen
 Dice is computed per patient volume and averaged over patients (`prrmse.metrics`); a
 class never present in the validation labels has no Dice at all: NaN on every row.
 
+Controls (Zhang et al.'s re-initialisation and re-randomisation): the same sweep with
+another replacement source. `reinit` replaces each tensor with the target's own initial
+tensor, `rerandom` with a fresh draw of the initialiser (see `control_source`), so a
+"reusable" tensor can be told apart from one the network is robust to replacing at all.
+`run_sweep` and `run_control_sweep` write the table with a `condition` column
+(`source`, `reinit`, `rerandom`) and beside it the Dice per patient
+(`<csv stem>.patients.csv`) for confidence intervals over patients.
+
 Speed: per batch, one baseline pass records every module's output (`prrmse.prefix`) and
 each replacement's pass replays what ran before the replaced layer, so only the rest of
 the network runs. At the default settings every row is bit-identical to `naive_sweep`
@@ -20,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,7 @@ from prrmse.bnfold import FoldedPair, fold_overrides, fold_pairs
 from prrmse.checkpoint import load_model
 from prrmse.data.processed import load_processed
 from prrmse.errors import PrrmseError
+from prrmse.evaluate import write_patients_csv
 from prrmse.io import atomic_path, sha256_file
 from prrmse.layers import KIND_ATTR, Layer, get_tensor
 from prrmse.prefix import PrefixCache, forwards_replaced, record_calls
@@ -44,9 +53,19 @@ from prrmse.sweep_rows import (
     check_compatible,
     check_inputs,
     make_replacements,
+    patient_sweep_table,
     present_classes,
     sweep_table,
 )
+from prrmse.train import initial_model
+
+# What replaces a tensor: the source model's tensor, or (controls, target only) the
+# target's own initial tensor or a fresh draw of the initialiser.
+CONDITIONS = ("source", "reinit", "rerandom")
+CONTROLS = ("reinit", "rerandom")
+# rerandom draws with the target's seed plus this: never a seed a study run is given.
+# (Torch's CPU generator keeps only a seed's low 32 bits: 2**32 would change nothing.)
+RERANDOM_SEED_OFFSET = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -159,6 +178,43 @@ def replacement_sweep(
 
     `target` is left as it was: every tensor's bytes, train/eval flags, device and layout.
     """
+    return replacement_sweep_tables(
+        target, source, images, labels, index, settings, source_name=source_name, log=log
+    )[0]
+
+
+def replacement_sweep_tables(
+    target: nn.Module,
+    source: nn.Module,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    index: pd.DataFrame,
+    settings: SweepSettings = SweepSettings(),
+    *,
+    source_name: str = "source",
+    log: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`replacement_sweep`'s table and the Dice per patient (`patient_sweep_table`)."""
+    layers, counts = _replacement_counts(
+        target, source, images, labels, index, settings, source_name, log
+    )
+    return _tables(layers, counts)
+
+
+def _tables(layers: list[Layer], counts: DiceCounts) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return sweep_table(layers, counts.dice()), patient_sweep_table(layers, *counts.per_patient())
+
+
+def _replacement_counts(
+    target: nn.Module,
+    source: nn.Module,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    index: pd.DataFrame,
+    settings: SweepSettings,
+    source_name: str,
+    log: Callable[[str], None] | None,
+) -> tuple[list[Layer], DiceCounts]:
     check_inputs(images, labels, index)
     device = _device(settings)
     layers = check_compatible(target, source, (1, *images.shape[1:]), source_name)
@@ -195,7 +251,7 @@ def replacement_sweep(
                 counts.add(row, start, predicted)
             if log is not None:
                 log(f"sweep: batch {number}/{n_batches} ({len(replacements)} replacements) done")
-    return sweep_table(layers, counts.dice())
+    return layers, counts
 
 
 def naive_sweep(
@@ -213,6 +269,22 @@ def naive_sweep(
     The reference for exactness and speed; honours batch_size, device, channels_last
     and bf16, and ignores prefix_reuse and fold_bn.
     """
+    return naive_sweep_tables(
+        target, source, images, labels, index, settings, source_name=source_name
+    )[0]
+
+
+def naive_sweep_tables(
+    target: nn.Module,
+    source: nn.Module,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    index: pd.DataFrame,
+    settings: SweepSettings = SweepSettings(),
+    *,
+    source_name: str = "source",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`naive_sweep`'s table and the Dice per patient (`patient_sweep_table`)."""
     check_inputs(images, labels, index)
     device = _device(settings)
     layers = check_compatible(target, source, (1, *images.shape[1:]), source_name)
@@ -230,25 +302,49 @@ def naive_sweep(
         with _evaluating(model, device, settings.channels_last):
             for start, load in _batches(images, settings, device):
                 counts.add(row, start, predict_batch(model, load(), {}, settings))
-    return sweep_table(layers, counts.dice())
+    return _tables(layers, counts)
 
 
-def run_sweep(
-    target_ckpt: Path,
-    source_ckpt: Path,
-    data_dir: Path,
-    out_csv: Path,
-    settings: SweepSettings = SweepSettings(),
-    log: Callable[[str], None] = print,
-) -> pd.DataFrame:
-    """Sweep the target checkpoint's validation split (of `data_dir`) with the source's tensors.
+def control_seed(condition: str, target_seed: int) -> int:
+    """The seed of a control's replacement model: the target's seed for reinit (the very
+    model its training started from), target seed + RERANDOM_SEED_OFFSET for rerandom."""
+    if condition not in CONTROLS:
+        raise PrrmseError(
+            "sweep condition", f"unknown control {condition!r}; valid: {', '.join(CONTROLS)}"
+        )
+    return target_seed + (RERANDOM_SEED_OFFSET if condition == "rerandom" else 0)
 
-    Writes `out_csv` atomically: a provenance comment line, then the table
-    (`pandas.read_csv(out_csv, comment="#")` reads it back). Absent kinds have empty Dice
-    cells; a Dice that is undefined (a class never present) is written as nan.
+
+def control_source(condition: str, network: dict[str, Any], target_seed: int) -> nn.Module:
+    """The replacement source of a control: `initial_model` with `control_seed`.
+
+    reinit: the target's own initial tensors (train.py builds its model the same way).
+    rerandom: a fresh draw of every randomly initialised tensor (conv W and B). BN
+    initialisation is deterministic (running mean 0, running var 1, weight 1, bias 0),
+    so for BN kinds rerandom is reinit; so is every tensor a network option loads from
+    a file (PSPNet's `encoder_weights`). Torch's global generator is left as it was.
     """
-    target, _ = load_model(target_ckpt)
-    source, _ = load_model(source_ckpt)
+    with torch.random.fork_rng():
+        model = initial_model(network, control_seed(condition, target_seed))
+    model.eval()
+    return model
+
+
+def patients_csv_path(out_csv: Path) -> Path:
+    """Where the Dice per patient of a sweep CSV goes by default: `<stem>.patients.csv` beside it."""
+    out_csv = Path(out_csv)
+    return out_csv.with_name(f"{out_csv.stem}.patients.csv")
+
+
+@dataclass(frozen=True)
+class _ValidationSet:
+    images: torch.Tensor
+    labels: np.ndarray
+    index: pd.DataFrame
+    record: dict[str, Any]  # the data's provenance fields
+
+
+def _validation_set(data_dir: Path, log: Callable[[str], None]) -> _ValidationSet:
     dataset = load_processed(data_dir)
     rows = dataset.rows("val")
     if len(rows) == 0:
@@ -265,30 +361,149 @@ def run_sweep(
             f"warning: {Path(data_dir) / 'labels.npy'}: class {classes} never present in the "
             "validation labels; its Dice is NaN"
         )
-    table = replacement_sweep(
-        target, source, images, labels, index, settings, source_name=str(source_ckpt), log=log
-    )
+    record = {
+        "data": str(data_dir),
+        "data_sha256": {
+            name: sha256_file(Path(data_dir) / name)
+            for name in ("images.npy", "labels.npy", "index.csv")
+        },
+    }
+    return _ValidationSet(images, labels, index, record)
+
+
+def run_sweep(
+    target_ckpt: Path,
+    source_ckpt: Path,
+    data_dir: Path,
+    out_csv: Path,
+    settings: SweepSettings = SweepSettings(),
+    log: Callable[[str], None] = print,
+    patients_csv: Path | None = None,
+) -> pd.DataFrame:
+    """Sweep the target checkpoint's validation split (of `data_dir`) with the source's tensors.
+
+    Writes `out_csv` atomically: a provenance comment line, then the table with a last
+    column `condition` = "source" (`pandas.read_csv(out_csv, comment="#")` reads it
+    back). Absent kinds have empty Dice cells; a Dice that is undefined (a class never
+    present) is written as nan. The Dice per patient goes to `patients_csv` (default
+    `patients_csv_path(out_csv)`, see `write_patient_sweep_csv`). Returns the table.
+    """
+    target, _ = load_model(target_ckpt)
+    source, _ = load_model(source_ckpt)
+    val = _validation_set(data_dir, log)
+    table, patients = replacement_sweep_tables(
+        target, source, val.images, val.labels, val.index, settings,
+        source_name=str(source_ckpt), log=log,
+    )  # fmt: skip
     record = stamp(
         target=str(target_ckpt),
         source=str(source_ckpt),
         target_sha256=sha256_file(target_ckpt),
         source_sha256=sha256_file(source_ckpt),
-        data=str(data_dir),
-        data_sha256={
-            name: sha256_file(Path(data_dir) / name)
-            for name in ("images.npy", "labels.npy", "index.csv")
-        },
+        conditions=["source"],
+        **val.record,
         settings=asdict(settings),
         device=_describe_device(settings),
     )
+    table = with_condition(table, "source")
+    write_patient_sweep_csv(
+        patients_csv or patients_csv_path(out_csv), with_condition(patients, "source", first=True),
+        record, out_csv,
+    )  # fmt: skip
     write_sweep_csv(out_csv, table, record)
     return table
+
+
+def run_control_sweep(
+    target_ckpt: Path,
+    data_dir: Path,
+    out_csv: Path,
+    settings: SweepSettings = SweepSettings(),
+    conditions: Sequence[str] = CONTROLS,
+    log: Callable[[str], None] = print,
+    patients_csv: Path | None = None,
+) -> pd.DataFrame:
+    """The control sweeps of the target checkpoint, one CSV with a `condition` column.
+
+    Each condition (`control_source`: "reinit", "rerandom") is a whole sweep: the same
+    columns as `run_sweep`'s CSV, its rows (baseline included, so the baseline appears
+    once per condition, identical) in the order of `conditions`. The network and seed
+    come from the checkpoint's record (arch, options, seed, as train.py writes them);
+    the provenance line names the target, the conditions and each one's seed. The Dice
+    per patient goes to `patients_csv` (default `patients_csv_path(out_csv)`).
+    """
+    conditions = list(dict.fromkeys(conditions))
+    if not conditions:
+        raise PrrmseError("sweep conditions", "none given")
+    for condition in conditions:
+        control_seed(condition, 0)  # refuses an unknown condition before any work
+    target, target_record = load_model(target_ckpt)
+    seed = target_record.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise PrrmseError(target_ckpt, "records no integer seed: its initial model is unknown")
+    network = {"arch": target_record["arch"], "options": target_record.get("options", {})}
+    if (target_record.get("setup") or {}).get("loaded"):
+        log(
+            f"warning: {target_ckpt}: trained from reused tensors; reinit uses its seed's "
+            "fresh initialisation, not the tensors it was loaded with"
+        )
+    val = _validation_set(data_dir, log)
+    tables, patient_tables = [], []
+    for condition in conditions:
+        source = control_source(condition, network, seed)
+        table, patients = replacement_sweep_tables(
+            target, source, val.images, val.labels, val.index, settings,
+            source_name=f"{condition} of {target_ckpt}", log=log,
+        )  # fmt: skip
+        tables.append(with_condition(table, condition))
+        patient_tables.append(with_condition(patients, condition, first=True))
+    record = stamp(
+        target=str(target_ckpt),
+        target_sha256=sha256_file(target_ckpt),
+        conditions=conditions,
+        network=network,
+        seeds={condition: control_seed(condition, seed) for condition in conditions},
+        seed_rule=f"reinit: the target's seed; rerandom: the target's seed + {RERANDOM_SEED_OFFSET}",
+        **val.record,
+        settings=asdict(settings),
+        device=_describe_device(settings),
+    )
+    table = pd.concat(tables, ignore_index=True)
+    write_patient_sweep_csv(
+        patients_csv or patients_csv_path(out_csv),
+        pd.concat(patient_tables, ignore_index=True), record, out_csv,
+    )  # fmt: skip
+    write_sweep_csv(out_csv, table, record)
+    return table
+
+
+def with_condition(table: pd.DataFrame, condition: str, first: bool = False) -> pd.DataFrame:
+    """A copy with a `condition` column, last (sweep CSVs) or first (per-patient CSVs)."""
+    out = table.copy()
+    out.insert(0 if first else len(out.columns), "condition", condition)
+    return out
 
 
 def _describe_device(settings: SweepSettings) -> dict[str, Any]:
     device = torch.device(settings.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return {"device": str(device), "name": name, "threads": torch.get_num_threads()}
+
+
+def write_patient_sweep_csv(
+    path: Path, table: pd.DataFrame, record: dict[str, Any], sweep_csv: Path
+) -> None:
+    """Provenance line (the sweep's, plus which sweep CSV), then the long per-patient table.
+
+    Columns: condition, family, layer, kind, patient, class, dice; the baseline rows
+    have family "baseline", layer 0 and an empty kind; absent kinds have no rows; a
+    Dice is nan where the class is absent from a patient's prediction and truth (or
+    from the whole validation set). Averaged over patients per (condition, family,
+    layer, kind, class), NaN skipped, it gives the sweep CSV's Dice.
+    """
+    write_patients_csv(
+        path, table, {**record, "table": "Dice per patient", "sweep_csv": str(sweep_csv)}
+    )
 
 
 def write_sweep_csv(path: Path, table: pd.DataFrame, record: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@ difference is reported naming the source. Each present (layer, kind) becomes a
 `Replacement` that copies the source's tensor into the live target tensor and back.
 Dice is accumulated as per-volume confusion counts per row (`prrmse.metrics`) and turned
 into per-class Dice averaged over patients at the end; a class never present in the
-validation labels has no Dice: NaN on every row.
+validation labels has no Dice: NaN on every row. The per-patient Dice before that mean
+(`DiceCounts.per_patient`, `patient_sweep_table`) is kept for confidence intervals.
 """
 
 from __future__ import annotations
@@ -21,14 +22,9 @@ import torch
 from torch import nn
 
 from prrmse.errors import PrrmseError
+from prrmse.evaluate import patient_dice, patient_of_volumes
 from prrmse.layers import KINDS_OF_FAMILY, Layer, get_tensor, index_layers, layer_label
-from prrmse.metrics import (
-    NUM_CLASSES,
-    confusion_counts,
-    dice_from_counts,
-    patient_mean_dice,
-    volume_ids,
-)
+from prrmse.metrics import NUM_CLASSES, confusion_counts, dice_from_counts, patient_mean_dice
 from prrmse.models import ARCH_ATTR
 
 COLUMNS = (
@@ -36,6 +32,7 @@ COLUMNS = (
     "dice", "baseline_dice", "difference",
 )  # fmt: skip
 DICE_COLUMNS = ("dice", "baseline_dice", "difference")
+PATIENT_SWEEP_COLUMNS = ("family", "layer", "kind", "patient", "class", "dice")
 
 
 def architecture_name(model: nn.Module) -> str:
@@ -138,10 +135,7 @@ class DiceCounts:
 
     def __init__(self, labels: np.ndarray, index: pd.DataFrame, rows: int) -> None:
         self.labels = labels
-        self.volumes = volume_ids(index)
-        self.n_volumes = int(self.volumes.max()) + 1
-        patients = pd.Series(index["patient"].to_numpy())
-        self.patient_of_volume = patients.groupby(self.volumes).first().to_numpy()
+        self.volumes, self.n_volumes, self.patient_of_volume = patient_of_volumes(index)
         self.counts = np.zeros((rows, self.n_volumes, NUM_CLASSES, 3), dtype=np.int64)
 
     def add(self, row: int, start: int, predicted: np.ndarray) -> None:
@@ -157,6 +151,18 @@ class DiceCounts:
         )
         dice[:, ~present_classes(self.labels)] = np.nan
         return dice
+
+    def per_patient(self) -> tuple[np.ndarray, np.ndarray]:
+        """Patients (sorted) and (rows, patients, classes) Dice before the mean over patients.
+
+        NaN where a class is absent from prediction and truth of all of a patient's
+        volumes, and, as in `dice`, for classes never present in the labels; the
+        NaN-skipping pandas mean over patients gives `dice()` bit for bit.
+        """
+        frames = [patient_dice(dice_from_counts(c), self.patient_of_volume) for c in self.counts]
+        dice = np.stack([frame.to_numpy(dtype=np.float64) for frame in frames])
+        dice[:, :, ~present_classes(self.labels)] = np.nan
+        return frames[0].index.to_numpy(), dice
 
 
 def present_classes(labels: np.ndarray) -> np.ndarray:
@@ -203,3 +209,31 @@ def sweep_table(layers: Sequence[Layer], dice: np.ndarray) -> pd.DataFrame:
         for cls in range(NUM_CLASSES)
     ]
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))
+
+
+def patient_sweep_table(
+    layers: Sequence[Layer], patients: np.ndarray, dice: np.ndarray
+) -> pd.DataFrame:
+    """Long rows (PATIENT_SWEEP_COLUMNS): baseline, then each present (layer, kind), per patient, class.
+
+    `dice` is `DiceCounts.per_patient`'s (rows, patients, classes); the baseline row has
+    family "baseline", layer 0 and an empty kind; absent kinds have no rows.
+    """
+    items = [("baseline", 0, "")]
+    items += [(layer.family, layer.number, kind) for layer in layers for kind in layer.kinds]
+    if len(items) != len(dice):
+        raise PrrmseError("sweep", f"{len(dice)} Dice rows for {len(items)} sweep rows")
+    per_item = len(patients) * NUM_CLASSES
+    family, layer, kind = (
+        np.repeat(np.array(column, dtype=object), per_item) for column in zip(*items, strict=True)
+    )
+    return pd.DataFrame(
+        {
+            "family": family,
+            "layer": layer.astype(np.int64),
+            "kind": kind,
+            "patient": np.tile(np.repeat(patients, NUM_CLASSES), len(items)),
+            "class": np.tile(np.arange(NUM_CLASSES), len(items) * len(patients)),
+            "dice": dice.reshape(-1),
+        }
+    )

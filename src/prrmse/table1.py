@@ -31,12 +31,14 @@ import pandas as pd
 
 from prrmse import provenance
 from prrmse.errors import PrrmseError
-from prrmse.io import atomic_path, read_json, sha256_file, write_text_atomic
-from prrmse.plan import read_table
+from prrmse.io import atomic_path, read_json, sha256_file
+from prrmse.stats import bootstrap_ci
+from prrmse.summary import DEFAULT_BOOTSTRAP, BootstrapSettings
+from prrmse.tabular import read_table
 
 SOURCES = ("T1-seg", "T1-auto", "RVSC-seg")
 N_TRAIN = (10, 50)
-MODES = ("scratch", "freeze", "finetune")
+MODES = ("scratch", "freeze", "finetune", "selffer")
 KEYS = ["n_train", "source", "mode"]
 DICE = ["dice_0", "dice_1", "dice_2", "dice_3", "dice_mean"]
 CLASS_LABELS = {
@@ -83,7 +85,8 @@ def _run_key(number: int, run: dict[str, Any]) -> Key:
         raise PrrmseError(
             where, f"mode {mode!r} with source {source!r}: only scratch has no source"
         )
-    if source is not None and source not in SOURCES:
+    # a selffer run's "source" is the target itself (e.g. ACDC-seg), any name
+    if source is not None and source not in SOURCES and mode != "selffer":
         raise PrrmseError(where, f"source {source!r} is not one of {', '.join(SOURCES)}")
     return int(n_train), source, mode
 
@@ -123,15 +126,22 @@ def read_paper(path: Path = PAPER_CSV) -> pd.DataFrame:
     return table
 
 
-def table1(runs: Sequence[dict[str, Any]], paper_csv: Path = PAPER_CSV) -> pd.DataFrame:
+def table1(
+    runs: Sequence[dict[str, Any]],
+    paper_csv: Path = PAPER_CSV,
+    bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP,
+) -> pd.DataFrame:
     """Our Dice per row (mean over seeds), the paper's and ours minus the paper's, in paper order.
 
-    Each run: {"n_train", "source", "mode", "metrics_json"[, "seed"]}. Only rows with runs
-    appear; two runs of one row with the same seed are an error.
+    Each run: {"n_train", "source", "mode", "metrics_json"[, "seed", "patients_csv"]}. Only
+    rows with runs appear; two runs of one row with the same seed are an error. The mean
+    Dice gets a 95 % bootstrap interval over seeds and, where every run of the row has its
+    per-patient Dice (patients.csv), over validation patients.
     """
     if not runs:
         raise PrrmseError("table1", "no runs given")
     by_key: dict[Key, list[dict[str, float]]] = {}
+    patients: dict[Key, list[pd.Series | None]] = {}
     seen: set[tuple[Key, Any]] = set()
     for number, run in enumerate(runs, start=1):
         key = _run_key(number, run)
@@ -141,18 +151,23 @@ def table1(runs: Sequence[dict[str, Any]], paper_csv: Path = PAPER_CSV) -> pd.Da
             )
         seen.add((key, run.get("seed")))
         by_key.setdefault(key, []).append(read_metrics(Path(run["metrics_json"])))
+        patients.setdefault(key, []).append(_patient_means(run.get("patients_csv")))
     paper = {
         (int(row["n_train"]), _source(row["source"]), row["mode"]): row
         for _, row in read_paper(paper_csv).iterrows()
     }
     rows = []
-    for key in paper_order():
-        if key not in by_key:
-            continue
+    order = paper_order()
+    # selffer controls follow the runs of their patient count
+    order = sorted(by_key, key=lambda k: (k[0], order.index(k) if k in order else len(order)))
+    for key in order:
         ours = pd.DataFrame(by_key[key])[DICE].to_numpy(dtype=float)
         row: dict[str, Any] = dict(zip(KEYS, key, strict=True)) | {"n_seeds": len(ours)}
         row |= dict(zip(DICE, _nanmean(ours), strict=True))
         row["dice_mean_sd"] = float(np.nanstd(ours[:, -1], ddof=1)) if len(ours) > 1 else math.nan
+        row["dice_mean_low"], row["dice_mean_high"], row["n_patients"] = _interval(
+            ours[:, -1], patients[key], bootstrap
+        )
         given = paper.get(key)
         for column in DICE:
             value = float(given[column]) if given is not None else math.nan
@@ -163,6 +178,29 @@ def table1(runs: Sequence[dict[str, Any]], paper_csv: Path = PAPER_CSV) -> pd.Da
     # object dtype, so a scratch row's source stays None (a string column would make it NaN)
     table["source"] = pd.Series([row["source"] for row in rows], dtype=object)
     return table
+
+
+def _patient_means(path: Any) -> pd.Series | None:
+    """Per validation patient, the mean foreground Dice (classes 1..3, NaN skipped)."""
+    if path is None or not Path(path).exists():
+        return None
+    table = read_table(Path(path), ["patient", "class", "dice"])
+    foreground = table[table["class"].astype(int) > 0]
+    return foreground.groupby("patient")["dice"].mean()
+
+
+def _interval(
+    per_seed: np.ndarray, patients: list[pd.Series | None], settings: BootstrapSettings
+) -> tuple[float, float, int]:
+    if all(p is not None for p in patients):
+        names = sorted(set().union(*(p.index for p in patients)))  # type: ignore[union-attr]
+        values = np.stack([p.reindex(names).to_numpy(float) for p in patients])  # type: ignore[union-attr]
+    elif len(per_seed) > 1:
+        values, names = per_seed, []
+    else:
+        return math.nan, math.nan, 0
+    ci = bootstrap_ci(values, n_boot=settings.n_boot, level=settings.level, seed=settings.seed)
+    return float(ci.low), float(ci.high), len(names)
 
 
 def _nanmean(values: np.ndarray) -> list[float]:
@@ -226,16 +264,16 @@ def _header(column: str) -> str:
     for prefix, word in (("paper_", "paper "), ("diff_", "Δ ")):
         if column.startswith(prefix):
             return word + CLASS_LABELS[column[len(prefix) :]]
-    return {"n_train": "n", "n_seeds": "seeds", "dice_mean_sd": "mean sd"}.get(
-        column, CLASS_LABELS.get(column, column)
-    )
+    names = {"n_train": "n", "n_seeds": "seeds", "n_patients": "patients", "dice_mean_sd": "mean sd",
+             "dice_mean_low": "mean 95% low", "dice_mean_high": "mean 95% high"}  # fmt: skip
+    return names.get(column, CLASS_LABELS.get(column, column))
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
     """Text cells: 3 decimals; ours undefined "NaN", the paper's (and so the difference) "n/a"."""
     shown = table.copy().astype(object)
     for column in table.columns:
-        if column in KEYS or column == "n_seeds":
+        if column in KEYS or column in ("n_seeds", "n_patients"):
             continue
         missing = "n/a" if column.startswith(("paper_", "diff_")) else "NaN"
         shown[column] = [missing if pd.isna(v) else f"{v:.3f}" for v in table[column]]
@@ -275,15 +313,24 @@ CAPTION = (
 def write_table1(
     table: pd.DataFrame, out_base: Path, record: dict[str, Any] | None = None
 ) -> list[Path]:
-    """<out_base>.csv (provenance line first), .md and .tex, each written atomically."""
+    """<out_base>.csv (provenance line first), .md and .tex, renamed into place only once all
+    three are written (a full disk at the .tex leaves no .csv that looks complete)."""
     stamp = record if record is not None else provenance.stamp(table="table1")
     shown = display(table)
     paths = [Path(f"{out_base}.{suffix}") for suffix in ("csv", "md", "tex")]
-    with atomic_path(paths[0]) as temp:
-        csv = shown.assign(source=[_source(s) or "" for s in table["source"]])
-        temp.write_text(provenance.csv_header(stamp) + csv.to_csv(index=False))
-    write_text_atomic(paths[1], _markdown(shown, CAPTION))
-    write_text_atomic(paths[2], _latex(shown, CAPTION))
+    csv = shown.assign(source=[_source(s) or "" for s in table["source"]])
+    texts = (
+        provenance.csv_header(stamp) + csv.to_csv(index=False),
+        _markdown(shown, CAPTION),
+        _latex(shown, CAPTION),
+    )
+    with (
+        atomic_path(paths[0]) as csv_temp,
+        atomic_path(paths[1]) as md,
+        atomic_path(paths[2]) as tex,
+    ):
+        for temp, text in zip((csv_temp, md, tex), texts, strict=True):
+            temp.write_text(text)
     return paths
 
 
@@ -294,15 +341,23 @@ def write_findings(findings: list[dict[str, Any]], path: Path, record: dict[str,
 
 
 def make_table1(
-    runs: Sequence[dict[str, Any]], out_base: Path, paper_csv: Path = PAPER_CSV
+    runs: Sequence[dict[str, Any]],
+    out_base: Path,
+    paper_csv: Path = PAPER_CSV,
+    bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Table 1 and its findings from the runs: <out_base>.{csv,md,tex} and <out_base>-findings.csv."""
-    table = table1(runs, paper_csv)
+    table = table1(runs, paper_csv, bootstrap)
     findings = table1_findings(table)
     inputs = [Path(run["metrics_json"]) for run in runs] + [Path(paper_csv)]
+    inputs += [Path(run["patients_csv"]) for run in runs if run.get("patients_csv")]
     record = provenance.stamp(
         table="table1",
-        runs=[{k: (str(v) if k == "metrics_json" else v) for k, v in run.items()} for run in runs],
+        runs=[
+            {k: (str(v) if k.endswith(("_json", "_csv")) else v) for k, v in run.items()}
+            for run in runs
+        ],
+        bootstrap={"n_boot": bootstrap.n_boot, "level": bootstrap.level, "seed": bootstrap.seed},
         inputs={str(path): sha256_file(path) for path in inputs},
     )
     write_table1(table, out_base, record)

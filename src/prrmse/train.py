@@ -7,6 +7,7 @@ with the same bytes as a run that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -33,8 +35,8 @@ from prrmse.checkpoint import (
 )
 from prrmse.data.processed import ProcessedDataset, load_processed
 from prrmse.errors import PrrmseError
-from prrmse.evaluate import validate
-from prrmse.io import write_json_atomic, write_text_atomic
+from prrmse.evaluate import per_patient_dice, validate, write_patients_csv
+from prrmse.io import atomic_path, write_json_atomic, write_text_atomic
 from prrmse.models import build_model
 from prrmse.naming import ModelSpec
 from prrmse.tasks import task_loss
@@ -42,6 +44,9 @@ from prrmse.tasks import task_loss
 # Called on the fresh model before training (reuse: load source tensors, freeze some).
 ModelSetup = Callable[[torch.nn.Module], dict[str, Any]]
 OUTPUTS = ("model.safetensors", "history.csv", "metrics.json")
+# Every model also writes the best model's validation Dice per patient and class (for
+# confidence intervals over patients); an auto-encoder's table has no rows.
+PATIENTS_CSV = "patients.csv"
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,18 @@ class TrainData:
     val_labels: np.ndarray
     val_index: Any
     train_patients: list[str]
+
+
+def initial_model(network: dict[str, Any], seed: int) -> torch.nn.Module:
+    """The model a run of `network` (config networks entry: arch, options) with `seed` starts from.
+
+    Seeds torch's global generator with `seed` and builds the network, exactly as
+    `train_model` does before any reuse setup: the same seed gives the same tensors.
+    The global generator is left seeded and advanced (wrap a call in
+    `torch.random.fork_rng` to keep the caller's state).
+    """
+    torch.manual_seed(seed)
+    return build_model(network["arch"], **network.get("options", {}))
 
 
 def select_device(choice: str) -> torch.device:
@@ -67,7 +84,9 @@ def draw_subset(patients: list[str], n_train: int | None, seed: int, source: Pat
     if n_train is None:
         return patients
     if n_train > len(patients):
-        raise PrrmseError(source, f"n{n_train} asks for more than the {len(patients)} training patients")
+        raise PrrmseError(
+            source, f"n{n_train} asks for more than the {len(patients)} training patients"
+        )
     order = np.random.default_rng(seed).permutation(len(patients))
     return sorted(patients[i] for i in order[:n_train])
 
@@ -90,7 +109,9 @@ def load_train_data(dataset: ProcessedDataset, spec: ModelSpec, subset_seed: int
 def make_optimizer(model: torch.nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+        return torch.optim.SGD(
+            params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
+        )
     optimizer = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
     return optimizer(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 
@@ -176,7 +197,9 @@ def train_model(
     cfg = config["train"]
     if spec.network not in config["networks"]:
         known = ", ".join(sorted(config["networks"]))
-        raise PrrmseError(f"model {spec.name}", f"unknown network '{spec.network}' (config networks: {known})")
+        raise PrrmseError(
+            f"model {spec.name}", f"unknown network '{spec.network}' (config networks: {known})"
+        )
     network = config["networks"][spec.network]
     if threads:
         torch.set_num_threads(threads)
@@ -188,12 +211,12 @@ def train_model(
     batch = cfg["batch_size"]
     if batch > len(data.images):
         raise PrrmseError(
-            data_dir, f"batch size {batch} is larger than the {len(data.images)} training slices of {spec.name}"
+            data_dir,
+            f"batch size {batch} is larger than the {len(data.images)} training slices of {spec.name}",
         )
     steps = cfg["iterations_per_epoch"] or len(data.images) // batch
 
-    torch.manual_seed(spec.seed)
-    model = build_model(network["arch"], **network.get("options", {}))
+    model = initial_model(network, spec.seed)
     setup_record = setup(model) if setup else {}
     model.to(device)
     if device.type == "cuda":
@@ -210,7 +233,9 @@ def train_model(
         tensors, record = load_tensors(state_path)
         if record.get("fingerprint") == fingerprint:
             model.load_state_dict(prefixed(tensors, "model"))
-            best = prefixed(tensors, "best") or {k: v.clone() for k, v in model.state_dict().items()}
+            best = prefixed(tensors, "best") or {
+                k: v.clone() for k, v in model.state_dict().items()
+            }
             restore_optimizer(optimizer, tensors, record["param_groups"])
             start, history = record["epoch"], record["history"]
             best_score, best_epoch = record["best_score"], record["best_epoch"]
@@ -231,7 +256,9 @@ def train_model(
         order = epoch_order(len(data.images), steps, batch, gen)
         bar = tqdm(order, desc=f"{spec.name} epoch {epoch + 1}", leave=False, disable=not show_bar)
         for step, idx in enumerate(bar):
-            images, labels = augment(data.images[idx].clone(), data.labels[idx].clone(), cfg["augment"], gen)
+            images, labels = augment(
+                data.images[idx].clone(), data.labels[idx].clone(), cfg["augment"], gen
+            )
             images, labels = images.to(device), labels.to(device)
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -241,14 +268,21 @@ def train_model(
             loss = task_loss(spec.task, output, images, labels, cfg["dice_weight"])
             if not torch.isfinite(loss):
                 raise PrrmseError(
-                    out_dir, f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; no model written"
+                    out_dir,
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; no model written",
                 )
             loss.backward()
             optimizer.step()
             total += float(loss.detach())
         train_seconds = time.perf_counter() - began
         metrics = validate(
-            model, spec.task, data.val_images, data.val_labels, data.val_index, cfg["eval_batch_size"], device
+            model,
+            spec.task,
+            data.val_images,
+            data.val_labels,
+            data.val_index,
+            cfg["eval_batch_size"],
+            device,
         )
         history.append(_epoch_row(epoch + 1, lr, total / steps, metrics))
         improved = metrics["score"] > best_score
@@ -263,8 +297,14 @@ def train_model(
         save_tensors(
             state_path,
             state,
-            {"fingerprint": fingerprint, "epoch": epoch + 1, "history": history, "param_groups": groups,
-             "best_score": best_score, "best_epoch": best_epoch},
+            {
+                "fingerprint": fingerprint,
+                "epoch": epoch + 1,
+                "history": history,
+                "param_groups": groups,
+                "best_score": best_score,
+                "best_epoch": best_epoch,
+            },
         )
         summary = " ".join(f"{k} {v}" for k, v in history[-1].items() if k != "epoch")
         log(
@@ -274,7 +314,15 @@ def train_model(
 
     # the final checkpoint is the best epoch's model, re-validated so its metrics are exact
     model.load_state_dict(best)
-    final = validate(model, spec.task, data.val_images, data.val_labels, data.val_index, cfg["eval_batch_size"], device)
+    final = validate(
+        model,
+        spec.task,
+        data.val_images,
+        data.val_labels,
+        data.val_index,
+        cfg["eval_batch_size"],
+        device,
+    )
     record = {
         "kind": "model",
         "name": spec.name,
@@ -288,15 +336,43 @@ def train_model(
         "best_epoch": best_epoch,
         "metrics": {k: v for k, v in final.items() if k != "score"},
         "config": {"train": cfg, "network": network},
-        "data": {"dir": str(data_dir), "index_sha256": index_sha, "train_patients": data.train_patients},
+        "data": {
+            "dir": str(data_dir),
+            "index_sha256": index_sha,
+            "train_patients": data.train_patients,
+        },
         "setup": setup_record,
         **(extra_record or {}),
         "provenance": provenance.stamp(device=device_name(device), threads=torch.get_num_threads()),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "history.csv", _history_csv(history))
-    write_json_atomic(out_dir / "metrics.json", {"name": spec.name, "best_epoch": best_epoch, **record["metrics"]})
-    save_tensors(out_dir / "model.safetensors", model.state_dict(), record)
+    # every model writes the file, so the workflow can declare it; an auto-encoder's is empty
+    patients = pd.DataFrame(columns=["patient", "class", "dice"])
+    if spec.task == "seg":
+        patients = per_patient_dice(
+            model, data.val_images, data.val_labels, data.val_index, cfg["eval_batch_size"], device
+        )
+    patients_record = provenance.stamp(
+        table="validation Dice per patient and class of the best model"
+        + ("" if spec.task == "seg" else " (auto-encoder: no Dice, no rows)"),
+        model=spec.name,
+        best_epoch=best_epoch,
+        data={"dir": str(data_dir), "index_sha256": index_sha},
+        device=device_name(device),
+        threads=torch.get_num_threads(),
+    )
+    # All four are written under temp names and renamed together (the model last), so a
+    # failed write never leaves metrics that look complete beside a missing model.
+    with contextlib.ExitStack() as outputs:
+        model_temp, metrics_temp, history_temp, patients_temp = (
+            outputs.enter_context(atomic_path(out_dir / name))
+            for name in ("model.safetensors", "metrics.json", "history.csv", PATIENTS_CSV)
+        )
+        write_patients_csv(patients_temp, patients, patients_record)
+        write_text_atomic(history_temp, _history_csv(history))
+        metrics = {"name": spec.name, "best_epoch": best_epoch, **record["metrics"]}
+        write_json_atomic(metrics_temp, metrics)
+        save_tensors(model_temp, model.state_dict(), record)
     state_path.unlink(missing_ok=True)
     return record
 

@@ -7,7 +7,8 @@ rule sweep:
         source=f"{RESULTS}/models/{{source}}/model.safetensors",
         data=lambda wc: f"{PROCESSED}/{wc.target.split('-')[2]}",
     output:
-        f"{RESULTS}/sweeps/{{target}}__{{source}}.csv",
+        table=f"{RESULTS}/sweeps/{{target}}__{{source}}.csv",
+        patients=f"{RESULTS}/sweeps/{{target}}__{{source}}.patients.csv",
     log:
         "logs/sweep/{target}__{source}.log",
     conda:
@@ -21,6 +22,54 @@ rule sweep:
         config=CONFIG_FILE,
     shell:
         "prrmse sweep --config {params.config} --target {input.target} --source {input.source} "
+        "--data {input.data} --out {output.table} --patients-csv {output.patients} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule sweep_controls:
+    input:
+        target=f"{RESULTS}/models/{{target}}/model.safetensors",
+        data=lambda wc: f"{PROCESSED}/{wc.target.split('-')[2]}",
+    output:
+        table=f"{RESULTS}/sweeps/controls/{{target}}.csv",
+        patients=f"{RESULTS}/sweeps/controls/{{target}}.patients.csv",
+    log:
+        "logs/sweep/controls/{target}.log",
+    conda:
+        "../../environment.yml"
+    threads: config["compute"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        config=CONFIG_FILE,
+    shell:
+        "prrmse sweep-controls --config {params.config} --target {input.target} "
+        "--data {input.data} --out {output.table} --patients-csv {output.patients} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule cka:
+    input:
+        target=f"{RESULTS}/models/{{target}}/model.safetensors",
+        source=f"{RESULTS}/models/{{source}}/model.safetensors",
+        data=lambda wc: f"{PROCESSED}/{wc.target.split('-')[2]}",
+    output:
+        f"{RESULTS}/cka/{{target}}__{{source}}.csv",
+    log:
+        "logs/cka/{target}__{source}.log",
+    conda:
+        "../../environment.yml"
+    threads: config["compute"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        config=CONFIG_FILE,
+    shell:
+        "prrmse cka --config {params.config} --target {input.target} --source {input.source} "
         "--data {input.data} --out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -76,7 +125,7 @@ rule rmse_group:
 
 rule plan:
     input:
-        sweep=f"{RESULTS}/sweeps/{{target}}__{{source}}.csv",
+        sweep=rules.sweep.output.table,
         rmse=f"{RESULTS}/rmse/{{target}}__{{source}}.csv",
     output:
         f"{RESULTS}/plans/{{target}}__{{source}}.json",

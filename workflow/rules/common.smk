@@ -34,7 +34,10 @@ PHANTOM_DATASETS = ["acdc", "rvsc", "t1"] if config["phantoms"]["enabled"] else 
 
 
 MODEL_PATTERN = r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*(-n[0-9]+)?-s[0-9]+"
-FIRST_SEED = config["study"]["seeds"][0]
+SEEDS = config["study"]["seeds"]
+FIRST_SEED = SEEDS[0]
+REUSE_SEEDS = config["reuse"]["seeds"] or SEEDS
+SUMMARY = f"{RESULTS}/summary"
 
 
 wildcard_constraints:
@@ -43,11 +46,13 @@ wildcard_constraints:
     target=MODEL_PATTERN,
     source=MODEL_PATTERN,
     group="|".join(config["analysis"]["groups"]) or "NONE",
+    network="|".join(config["analysis"]["comparisons"]) or "NONE",
+    pair=r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*__[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*",
     number=r"0[3-9]|1[0-2]",
     reuse_figure=r"1[34]",
     run_model=r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*(-n[0-9]+)?",
     src=r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*",
-    mode=r"freeze|finetune",
+    mode=r"freeze|finetune|selffer",
     seed=r"\d+",
 
 
@@ -104,16 +109,78 @@ FIGURES = {
 }
 
 
+RMSE_FIGURES = ("06", "10", "11", "12")
+
+
+def comparison_pair(network):
+    pair = config["analysis"]["comparisons"][network]
+    return f"{pair['target']}__{pair['source']}"
+
+
+def comparison_seed_pair(network, seed=FIRST_SEED):
+    pair = config["analysis"]["comparisons"][network]
+    return seed_pair(pair["target"], pair["source"], seed)
+
+
+def seed_pair(target, source, seed):
+    return f"{target}-s{seed}__{source}-s{seed}"
+
+
 def figure_inputs(wildcards):
+    """The summary over seeds a figure draws."""
     what = FIGURES[wildcards.number]
     if isinstance(what, str):
-        return f"{RESULTS}/rmse/groups/{what}-s{FIRST_SEED}.csv"
+        return f"{SUMMARY}/rmse/groups/{what}.csv"
     network, product = what
-    return f"{RESULTS}/{product}/{pair_stem(config['analysis']['comparisons'][network])}.csv"
+    pair = config["analysis"]["comparisons"][network]
+    return f"{SUMMARY}/{product}/{pair['target']}__{pair['source']}.csv"
+
+
+def noise_floor_inputs():
+    """RMSE tables of every study model at every pair of seeds (none with one seed)."""
+    pairs = [(a, b) for i, a in enumerate(SEEDS) for b in SEEDS[i + 1 :]]
+    return [
+        f"{RESULTS}/rmse/{m}-s{a}__{m}-s{b}.csv"
+        for m in config["study"]["models"]
+        for a, b in pairs
+    ]
+
+
+def floor_input():
+    return [f"{RESULTS}/rmse/noise_floor.csv"] if len(SEEDS) > 1 else []
+
+
+def floor_flag(wildcards, input):
+    return f"--floor {input.floor}" if input.get("floor") else ""
+
+
+def seed_products(product, suffix=".csv"):
+    """One product of a target/source pair ({pair} = <target>__<source>), every seed."""
+
+    def inputs(wildcards):
+        target, source = wildcards.pair.split("__")
+        return [
+            f"{RESULTS}/{product}/{seed_pair(target, source, s)}{suffix}" for s in SEEDS
+        ]
+
+    return inputs
+
+
+def comparison_pairs():
+    return [
+        f"{p['target']}__{p['source']}"
+        for p in config["analysis"]["comparisons"].values()
+    ]
+
+
+def plan_pairs():
+    plan = config["analysis"]["plan"]
+    return [f"{plan['target']}__{s}" for s in plan["sources"]]
 
 
 def reuse_runs(seed=FIRST_SEED):
-    """Every run of the reuse experiment: scratch, then each source frozen and fine-tuned."""
+    """Every run of the reuse experiment: scratch, then each source frozen and fine-tuned,
+    then the selffer control (the target's own tensors, frozen)."""
     target = config["analysis"]["plan"]["target"]
     runs = []
     for n in config["reuse"]["n_train"]:
@@ -123,7 +190,18 @@ def reuse_runs(seed=FIRST_SEED):
                 f"{target}-n{n}-s{seed}-{m}-from-{src}"
                 for m in config["reuse"]["modes"]
             ]
+        if config["reuse"]["selffer"]:
+            runs.append(f"{target}-n{n}-s{seed}-selffer-from-{target}")
     return runs
+
+
+def selffer_plan_source():
+    return config["reuse"]["selffer_plan"] or config["reuse"]["ideal"]["source"]
+
+
+def reuse_plan_input(wildcards):
+    src = selffer_plan_source() if wildcards.mode == "selffer" else wildcards.src
+    return reuse_plan_file(src, wildcards.seed)
 
 
 def reuse_run_checkpoint(run):
@@ -134,7 +212,15 @@ def reuse_run_checkpoint(run):
 def reuse_metrics(wildcards):
     return [
         reuse_run_checkpoint(r).replace("model.safetensors", "metrics.json")
-        for r in reuse_runs()
+        for seed in REUSE_SEEDS
+        for r in reuse_runs(seed)
+    ]
+
+
+def reuse_patients(wildcards):
+    return [
+        path.replace("metrics.json", "patients.csv")
+        for path in reuse_metrics(wildcards)
     ]
 
 
@@ -169,8 +255,62 @@ def final_outputs():
         expand(f"{PROCESSED}/{{dataset}}", dataset=DATASETS)
         + expand(f"{RESULTS}/models/{{model}}/model.safetensors", model=study_models())
         + expand(f"{RESULTS}/figures/fig{{n}}.{{ext}}", n=figures, ext=["png", "pdf"])
-        + plan_files()
+        + expand(f"{RESULTS}/figures/cka-{{net}}.png", net=comparisons)
+        + expand(f"{RESULTS}/figures/controls-{{net}}.png", net=comparisons)
+        + [f"{RESULTS}/claims.md"]
+        + [p for seed in REUSE_SEEDS for p in plan_files(seed)]
         + multiext(f"{RESULTS}/tables/baseline", ".csv", ".md", ".tex")
         + multiext(f"{RESULTS}/tables/plans", ".csv", ".md", ".tex")
         + multiext(f"{RESULTS}/tables/table1", ".csv", ".md", ".tex", "-findings.csv")
     )
+
+
+def claims_inputs(wildcards):
+    """Every result a verdict on the paper's claims rests on, by kind."""
+    comparisons = config["analysis"]["comparisons"].values()
+    sweeps = [
+        f"{RESULTS}/sweeps/{seed_pair(p['target'], p['source'], s)}.csv"
+        for p in comparisons
+        for s in SEEDS
+    ]
+    sweeps += [
+        f"{RESULTS}/sweeps/controls/{p['target']}-s{s}.csv"
+        for p in comparisons
+        for s in SEEDS
+        if config["analysis"]["controls"]
+    ]
+    plan = config["analysis"]["plan"]
+    sweeps += [
+        f"{RESULTS}/sweeps/{seed_pair(plan['target'], source, s)}.csv"
+        for source in plan["sources"]
+        for s in REUSE_SEEDS
+    ]
+    rmse = [
+        f"{RESULTS}/rmse/{seed_pair(p['target'], p['source'], s)}.csv"
+        for p in comparisons
+        for s in SEEDS
+    ]
+    rmse += [
+        f"{RESULTS}/rmse/groups/{g}-s{s}.csv"
+        for g in config["analysis"]["groups"]
+        for s in SEEDS
+    ]
+    return {
+        "sweeps": sweeps,
+        "patients": [p.replace(".csv", ".patients.csv") for p in sweeps],
+        "rmse": rmse,
+        "noise_floor": noise_floor_inputs(),
+        "plans": [p for s in REUSE_SEEDS for p in plan_files(s)],
+        "table1": f"{RESULTS}/tables/table1.csv",
+    }
+
+
+def claims_args(wildcards, input):
+    """The command-line flags of `prrmse claims` for its inputs (patient files are found
+    beside their sweeps)."""
+    flags = []
+    for name in ("sweeps", "rmse", "noise_floor", "plans"):
+        files = list(input.get(name, []))
+        if files:
+            flags.append(f"--{name.replace('_', '-')} " + " ".join(files))
+    return " ".join(flags + [f"--table1 {input.table1}"])

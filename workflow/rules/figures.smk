@@ -1,11 +1,19 @@
-# The paper's Figures 3-12 and the tables (first seed of study.seeds).
+# The paper's Figures 3-12 (summaries over every seed of study.seeds), the figures beyond
+# the paper (activation CKA, control sweeps) and the tables.
 
 
 rule figure:
     input:
-        figure_inputs,
+        table=figure_inputs,
+        floor=lambda wc: floor_input() if wc.number in RMSE_FIGURES else [],
     output:
-        png=f"{RESULTS}/figures/fig{{number}}.png",
+        png=report(
+            f"{RESULTS}/figures/fig{{number}}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            subcategory="Figs. 3-12: target against source",
+            labels={"figure": "Fig. {number}"},
+        ),
         pdf=f"{RESULTS}/figures/fig{{number}}.pdf",
     log:
         "logs/figures/fig{number}.log",
@@ -16,8 +24,55 @@ rule figure:
         runtime=10,
     params:
         out=lambda wc, output: os.path.splitext(output[0])[0],
+        floor=floor_flag,
     shell:
-        "prrmse figure --number {wildcards.number} --inputs {input} "
+        "prrmse figure --number {wildcards.number} --inputs {input.table} {params.floor} "
+        "--out {params.out} > {log} 2>&1"
+
+
+rule figure_cka:
+    input:
+        lambda wc: f"{RESULTS}/cka/{comparison_seed_pair(wc.network)}.csv",
+    output:
+        png=report(
+            f"{RESULTS}/figures/cka-{{network}}.png",
+            caption="../report/figure_cka.rst",
+            category="Figures",
+            subcategory="Beyond the paper",
+            labels={"figure": "CKA {network}"},
+        ),
+        pdf=f"{RESULTS}/figures/cka-{{network}}.pdf",
+    log:
+        "logs/figures/cka-{network}.log",
+    conda:
+        "../../environment.yml"
+    params:
+        out=lambda wc, output: os.path.splitext(output.png)[0],
+    shell:
+        "prrmse figure-cka --input {input} --out {params.out} > {log} 2>&1"
+
+
+rule figure_controls:
+    input:
+        source=lambda wc: f"{SUMMARY}/sweeps/{comparison_pair(wc.network)}.csv",
+        controls=lambda wc: f"{SUMMARY}/sweeps/controls/{config['analysis']['comparisons'][wc.network]['target']}.csv",
+    output:
+        png=report(
+            f"{RESULTS}/figures/controls-{{network}}.png",
+            caption="../report/figure_controls.rst",
+            category="Figures",
+            subcategory="Beyond the paper",
+            labels={"figure": "controls {network}"},
+        ),
+        pdf=f"{RESULTS}/figures/controls-{{network}}.pdf",
+    log:
+        "logs/figures/controls-{network}.log",
+    conda:
+        "../../environment.yml"
+    params:
+        out=lambda wc, output: os.path.splitext(output.png)[0],
+    shell:
+        "prrmse figure-controls --source {input.source} --controls {input.controls} "
         "--out {params.out} > {log} 2>&1"
 
 
@@ -25,7 +80,13 @@ rule table_baseline:
     input:
         expand(f"{RESULTS}/models/{{model}}/metrics.json", model=study_models()),
     output:
-        multiext(f"{RESULTS}/tables/baseline", ".csv", ".md", ".tex"),
+        report(
+            f"{RESULTS}/tables/baseline.csv",
+            caption="../report/table_baseline.rst",
+            category="Tables",
+            labels={"table": "baseline"},
+        ),
+        multiext(f"{RESULTS}/tables/baseline", ".md", ".tex"),
     log:
         "logs/tables/baseline.log",
     conda:
@@ -39,9 +100,15 @@ rule table_baseline:
 
 rule table_plans:
     input:
-        plan_files(),
+        [p for seed in REUSE_SEEDS for p in plan_files(seed)],
     output:
-        multiext(f"{RESULTS}/tables/plans", ".csv", ".md", ".tex"),
+        report(
+            f"{RESULTS}/tables/plans.csv",
+            caption="../report/table_plans.rst",
+            category="Tables",
+            labels={"table": "plans"},
+        ),
+        multiext(f"{RESULTS}/tables/plans", ".md", ".tex"),
     log:
         "logs/tables/plans.log",
     conda:

@@ -4,12 +4,13 @@
 rule reuse:
     input:
         source=lambda wc: f"{RESULTS}/models/{wc.src}-s{wc.seed}/model.safetensors",
-        plan=lambda wc: reuse_plan_file(wc.src, wc.seed),
+        plan=reuse_plan_input,
         data=lambda wc: f"{PROCESSED}/{wc.run_model.split('-')[2]}",
     output:
         model=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/model.safetensors",
         history=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/history.csv",
         metrics=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/metrics.json",
+        patients=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/patients.csv",
     log:
         "logs/reuse/{run_model}-s{seed}-{mode}-from-{src}.log",
     conda:
@@ -30,17 +31,31 @@ rule reuse:
 
 rule table1:
     input:
-        reuse_metrics,
+        metrics=reuse_metrics,
+        patients=reuse_patients,
     output:
-        multiext(f"{RESULTS}/tables/table1", ".csv", ".md", ".tex", "-findings.csv"),
+        report(
+            f"{RESULTS}/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Tables",
+            labels={"table": "table1"},
+        ),
+        multiext(f"{RESULTS}/tables/table1", ".md", ".tex"),
+        report(
+            f"{RESULTS}/tables/table1-findings.csv",
+            caption="../report/table1_findings.rst",
+            category="Tables",
+            labels={"table": "table1-findings"},
+        ),
     log:
         "logs/tables/table1.log",
     conda:
         "../../environment.yml"
     params:
+        config=CONFIG_FILE,
         out=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "prrmse table1 --runs {input} --out {params.out} > {log} 2>&1"
+        "prrmse table1 --config {params.config} --runs {input.metrics} --out {params.out} > {log} 2>&1"
 
 
 rule rmse_to_ideal:
@@ -63,9 +78,16 @@ rule rmse_to_ideal:
 
 rule figure_reuse:
     input:
-        f"{RESULTS}/reuse/rmse_to_ideal-s{FIRST_SEED}.csv",
+        table=f"{SUMMARY}/reuse/rmse_to_ideal.csv",
+        floor=floor_input(),
     output:
-        png=f"{RESULTS}/figures/fig{{reuse_figure}}.png",
+        png=report(
+            f"{RESULTS}/figures/fig{{reuse_figure}}.png",
+            caption="../report/figure_reuse.rst",
+            category="Figures",
+            subcategory="Figs. 13-14: reuse runs against the ideal",
+            labels={"figure": "Fig. {reuse_figure}"},
+        ),
         pdf=f"{RESULTS}/figures/fig{{reuse_figure}}.pdf",
     log:
         "logs/figures/fig{reuse_figure}.log",
@@ -74,6 +96,7 @@ rule figure_reuse:
     params:
         out=lambda wc, output: os.path.splitext(output.png)[0],
         runs=lambda wc: " ".join(figure_runs(wc.reuse_figure)),
+        floor=floor_flag,
     shell:
-        "prrmse figure --number {wildcards.reuse_figure} --inputs {input} --runs {params.runs} "
-        "--out {params.out} > {log} 2>&1"
+        "prrmse figure --number {wildcards.reuse_figure} --inputs {input.table} {params.floor} "
+        "--runs {params.runs} --out {params.out} > {log} 2>&1"

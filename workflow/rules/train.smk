@@ -8,6 +8,7 @@ rule train:
         model=f"{RESULTS}/models/{{model}}/model.safetensors",
         history=f"{RESULTS}/models/{{model}}/history.csv",
         metrics=f"{RESULTS}/models/{{model}}/metrics.json",
+        patients=f"{RESULTS}/models/{{model}}/patients.csv",
     log:
         "logs/train/{model}.log",
     conda:

@@ -9,6 +9,8 @@ Only channel `_0000` of an nnU-Net case is read: a series (T1 inversion times) i
 
 from __future__ import annotations
 
+import errno
+import gzip
 import os
 import zlib
 from collections.abc import Iterator
@@ -43,9 +45,22 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
+def _check_gzip_stream(path: Path) -> None:
+    """Decompress a .gz to its end, so gzip checks its CRC-32 and length trailer.
+
+    nibabel stops reading once it has the voxels it needs, before the trailer: a flipped
+    bit in the deflate stream would otherwise pass as silently different voxels.
+    """
+    with gzip.open(path, "rb") as stream:
+        while stream.read(1 << 22):
+            pass
+
+
 def read_nifti(path: Path) -> NiftiVolume:
     """Load a NIfTI file fully, refusing corrupt files and singular affines."""
     try:
+        if path.name.endswith(".gz"):
+            _check_gzip_stream(path)
         image = nib.load(path)
         # nibabel reads voxels lazily: a truncated .gz only fails here, so load inside the try.
         data = np.asarray(image.get_fdata(dtype=np.float32))
@@ -85,8 +100,20 @@ def strip_nifti_suffix(name: str) -> str | None:
 
 
 def require_dir(root: Path) -> None:
-    if not root.is_dir():
-        raise PrrmseError(root, "data folder not found")
+    if root.is_dir():
+        return
+    if root.is_symlink():
+        # is_dir() is False both for a dangling link and for a loop (ELOOP): say which.
+        try:
+            root.resolve(strict=True)
+        except RuntimeError:  # pathlib's "Symlink loop" (Python 3.11/3.12)
+            raise PrrmseError(root, "data folder is a symlink loop") from None
+        except OSError as error:
+            problem = "a symlink loop" if error.errno == errno.ELOOP else "a dangling symlink"
+            raise PrrmseError(root, f"data folder is {problem}") from None
+    if root.exists():
+        raise PrrmseError(root, "data folder expected, found a file")
+    raise PrrmseError(root, "data folder not found")
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,22 @@ def _load_array(path: Path, dtype: np.dtype) -> np.ndarray:
     return array
 
 
+def _require_finite(array: np.ndarray, path: Path, chunk: int = 1024) -> None:
+    """NaN or Inf pixels would surface only as a NaN loss or a meaningless Dice: refuse them here."""
+    for start in range(0, len(array), chunk):
+        block = np.asarray(array[start : start + chunk])
+        finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
+        if not finite.all():
+            bad = start + int(np.flatnonzero(~finite)[0])
+            raise PrrmseError(path, f"image row {bad} contains NaN or Inf values")
+
+
 def load_processed(root: str | Path) -> ProcessedDataset:
     root = Path(root)
     if not root.is_dir():
         raise PrrmseError(root, "processed dataset folder not found")
     images = _load_array(root / "images.npy", np.dtype(np.float32))
+    _require_finite(images, root / "images.npy")
     labels = _load_array(root / "labels.npy", np.dtype(np.uint8))
     index_path = root / "index.csv"
     if not index_path.is_file():

@@ -1,0 +1,192 @@
+"""Shared helpers of the slow end-to-end tests: a temp copy of the repository and one
+finished `dvc repro` of the tiny config, built once per pytest process.
+
+The tiny run takes minutes, so every slow test that needs a finished workflow (the DVC
+round trip, lineage, the HTML report) shares it through `tiny_dvc_run`. Tests that change
+the run put it back as they found it (the config reverted, `dvc repro` restoring the
+outputs from DVC's run cache), so the order the tests run in does not matter.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prrmse import dvcgen
+from prrmse.io import sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = Path("tests/workflow/tiny.yaml")
+# Upper bounds, not expectations: the machine running the tests may be shared and slow.
+REPRO_TIMEOUT_S = 3600
+COMMAND_TIMEOUT_S = 600
+GIT_IDENTITY = ["-c", "user.name=prrmse-test", "-c", "user.email=test@prrmse.invalid"]
+
+
+def copy_repo(dest: Path) -> None:
+    """The files git would see (tracked and untracked, not ignored), without DVC's state."""
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if (
+            rel in ("dvc.yaml", "dvc.lock")
+            or rel.startswith(".dvc/")
+            or not (src.exists() or src.is_symlink())
+        ):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            target.symlink_to(os.readlink(src))
+        else:
+            shutil.copy2(src, target)
+
+
+def tool_env(repo: Path) -> dict[str, str]:
+    """This venv's tools first on PATH, the copy's own package first on PYTHONPATH."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(repo / "src"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def run(
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = COMMAND_TIMEOUT_S
+) -> subprocess.CompletedProcess:
+    """Run a command to success within `timeout` seconds, or fail the test with its output."""
+    try:
+        result = subprocess.run(
+            cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"")[-3000:]
+        raise AssertionError(f"{' '.join(cmd)} ran past {timeout} s:\n{out!r}") from exc
+    assert result.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result
+
+
+def timed(
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = COMMAND_TIMEOUT_S
+) -> tuple[subprocess.CompletedProcess, float]:
+    began = time.perf_counter()
+    result = run(cmd, cwd, env, timeout)
+    return result, time.perf_counter() - began
+
+
+DVC = [sys.executable, "-m", "dvc"]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+GIT = ["git", *GIT_IDENTITY]
+
+
+@dataclass
+class TinyRun:
+    """A temp git + DVC project holding a finished `dvc repro` of the tiny config."""
+
+    repo: Path
+    env: dict[str, str]
+    hashes: dict[str, str]  # sha256 of every file DVC tracks, right after the first repro
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def snakemake(self, *args: str, timeout: float = COMMAND_TIMEOUT_S) -> str:
+        result = run([*SNAKEMAKE, *args, "--configfile", str(TINY)], self.repo, self.env, timeout)
+        return result.stdout + result.stderr
+
+
+_RUNS: dict[str, TinyRun] = {}
+
+
+def tiny_dvc_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """The shared finished tiny run (built on first use): git init, dvc init, dvc.yaml
+    generated and committed, `dvc repro`, then `prrmse dvc-sync --touch-snakemake`."""
+    if "tiny" in _RUNS:
+        return _RUNS["tiny"]
+    repo = tmp_path_factory.mktemp("tiny-dvc") / "repo"
+    copy_repo(repo)
+    env = tool_env(repo)
+    run(["git", "init", "-q", "."], repo, env)
+    run([*DVC, "init", "-q"], repo, env)
+    dvcgen.write_dvc_yaml(Path("Snakefile"), TINY, repo)
+    run(["git", "add", "-A"], repo, env)
+    run([*GIT, "commit", "-qm", "copy"], repo, env)
+    timings: dict[str, float] = {}
+    _, timings["dvc repro (tiny, from scratch)"] = timed(
+        [*DVC, "repro"], repo, env, REPRO_TIMEOUT_S
+    )
+    run([*GIT, "add", "dvc.lock"], repo, env)
+    run([*GIT, "commit", "-qm", "dvc.lock of the tiny run"], repo, env)
+    dvcgen.sync_snakemake_after_dvc(repo, TINY)
+    _RUNS["tiny"] = TinyRun(repo, env, tracked_hashes(repo), timings)
+    return _RUNS["tiny"]
+
+
+def tracked_paths(repo: Path) -> list[str]:
+    """Every out, metric and plot dvc.yaml declares (folders as they are declared)."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    paths: list[str] = []
+    for stage in stages.values():
+        paths += stage.get("outs", []) + stage.get("metrics", [])
+        paths += [next(iter(p)) if isinstance(p, dict) else p for p in stage.get("plots", [])]
+    return sorted(paths)
+
+
+def tracked_hashes(repo: Path) -> dict[str, str]:
+    """sha256 of every file under the DVC-tracked paths, keyed by repo-relative path;
+    a tracked path that is missing maps to "missing"."""
+    hashes: dict[str, str] = {}
+    for rel in tracked_paths(repo):
+        path = repo / rel
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                hashes[file.relative_to(repo).as_posix()] = sha256_file(file)
+        elif path.is_file():
+            hashes[rel] = sha256_file(path)
+        else:
+            hashes[rel] = "missing"
+    return hashes
+
+
+def downstream_stages(repo: Path, roots: set[str]) -> set[str]:
+    """The stages of dvc.yaml that depend, directly or through others, on `roots` (included)."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+
+    def outs(stage: dict) -> set[str]:
+        paths = stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", [])
+        return {next(iter(p)) if isinstance(p, dict) else p for p in paths}
+
+    reached = set(roots)
+    frontier = set(roots)
+    while frontier:
+        made = set().union(*(outs(stages[name]) for name in frontier))
+        frontier = {
+            name
+            for name, stage in stages.items()
+            if name not in reached
+            and any(
+                dep == out or dep.startswith(out + "/")
+                for dep in stage.get("deps", [])
+                for out in made
+            )
+        }
+        reached |= frontier
+    return reached
