@@ -186,3 +186,27 @@ def test_bad_runs_and_paper_files_are_refused(tmp_path) -> None:
     with pytest.raises(PrrmseError, match="auto.json: not a segmentation metrics.json"):
         table1([{**twice, "metrics_json": tmp_path / "auto.json"}])
     assert read_paper().shape[0] == 14
+
+
+def test_selffer_rows_follow_their_patient_count_and_get_patient_intervals(tmp_path):
+    runs = runs_for(tmp_path)
+    patients = pd.DataFrame(
+        [{"patient": f"p{i}", "class": c, "dice": 0.6 + 0.02 * i} for i in range(6) for c in (0, 1, 2, 3)]
+    )
+    for n in (10, 50):
+        metrics = write_metrics(tmp_path / f"selffer-n{n}" / "metrics.json", 0.66)
+        csv = metrics.parent / "patients.csv"
+        csv.write_text("# provenance: {}\n" + patients.to_csv(index=False))
+        runs.append({"n_train": n, "source": "ACDC-seg", "mode": "selffer", "metrics_json": metrics,
+                     "seed": 0, "patients_csv": csv})  # fmt: skip
+    table = table1(runs, PAPER_CSV)
+    keys = list(zip(table["n_train"], table["mode"], strict=True))
+    assert keys.index((10, "selffer")) == 7 and keys[-1] == (50, "selffer")
+    selffer = table[(table["mode"] == "selffer") & (table["n_train"] == 10)].iloc[0]
+    # per-patient foreground means 0.60 .. 0.70: the interval lies inside, over 6 patients
+    assert 0.6 <= selffer["dice_mean_low"] < selffer["dice_mean_high"] <= 0.7
+    assert selffer["n_patients"] == 6
+    scratch = table[(table["mode"] == "scratch") & (table["n_train"] == 10)].iloc[0]
+    assert math.isnan(scratch["dice_mean_low"])  # one seed, no patient file: no interval
+    with pytest.raises(PrrmseError, match="source 'ACDC-seg'"):
+        table1([{**runs[-1], "mode": "freeze"}], PAPER_CSV)

@@ -1,0 +1,180 @@
+"""The claims over reuse runs: Table 1 (transfer, fine-tune vs freeze, reuse vs scratch,
+selffer) and whether the sweep's predicted drop orders the gain of frozen reuse."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from prrmse.claims_core import (
+    V2,
+    Bootstrap,
+    Claim,
+    Spec,
+    Units,
+    claim_from,
+    inconclusive,
+    paired_units,
+)
+from prrmse.claims_evidence import Evidence, Run, RunKey, predicted_drops, run_units
+
+T1_SPEC = Spec(
+    "t1-auto-transfers-better-than-t1-seg",
+    f"{V2}, Table 1: parameters of the T1 auto-encoder transfer to ACDC segmentation better "
+    "than those of the T1 segmentation model.",
+    "{key}: fine-tuned from T1-auto, the ACDC mean foreground Dice is higher than fine-tuned "
+    "from T1-seg.",
+    "Dice(T1-auto, finetune) - Dice(T1-seg, finetune), paired by seed (and patient)",
+    "runs",
+)
+FINETUNE_SPEC = Spec(
+    "finetune-beats-freeze",
+    f"{V2}, Table 1: fine-tuning the reused parameters beats freezing them.",
+    "{key}: fine-tuned, the ACDC mean foreground Dice is higher than frozen.",
+    "Dice(finetune) - Dice(freeze), paired by seed (and patient)",
+    "runs",
+)
+SCRATCH_SPEC = Spec(
+    "reuse-beats-scratch-at-10",
+    f"{V2}, Table 1: with 10 training patients, reusing parameters beats training from scratch.",
+    "{key}: fine-tuned from the source with 10 patients, the ACDC mean foreground Dice is "
+    "higher than from scratch with 10.",
+    "Dice(source, finetune, n10) - Dice(scratch, n10), paired by seed (and patient)",
+    "runs",
+)
+SELFFER_SPEC = Spec(
+    "selffer-beats-source-freeze",
+    "not in the paper (control after Yosinski et al. 2014): PR-RMSE reuses the source's "
+    "tensors as if they were close to the target's own; the selffer run (the target's own "
+    "trained tensors frozen per the plan, the rest retrained) is what ideal frozen reuse gives.",
+    "{key}: frozen, the target's own tensors give a higher ACDC mean foreground Dice than "
+    "the source's (so the source's tensors fall short of the target's own).",
+    "Dice(selffer) - Dice(source, freeze), paired by seed (and patient)",
+    "runs",
+)
+PAPER_SOURCES = ("T1-seg", "T1-auto", "RVSC-seg")
+PREDICT_SPEC = Spec(
+    "sweep-predicts-reuse",
+    f"{V2}: the replacement sweep tells which layers can be reused; reusing them per the plan "
+    "keeps the Dice.",
+    "{key}: across frozen reuse runs (source, n), a larger predicted drop (sum of the sweep's "
+    "Dice drops over the entries the plan reuses) goes with a smaller gain of frozen reuse "
+    "over scratch at the same n.",
+    "-Spearman rho(predicted drop, Dice(freeze) - Dice(scratch)) over the (source, n) "
+    "points, per unit, averaged",
+    "(source, n) points",
+)
+
+
+def _compare_runs(
+    spec: Spec, key: str, runs: dict[RunKey, dict[int, Run]], left: RunKey, right: RunKey,
+    boot: Bootstrap, evidence: Evidence,
+) -> Claim:  # fmt: skip
+    lacking = [k for k in (left, right) if k not in runs]
+    if lacking:
+        _, n, source, mode = lacking[0]
+        what = f"n{n} scratch" if source is None else f"n{n} {source} {mode}"
+        return inconclusive(spec, key, evidence.absent("runs", f"no run {what}"))
+    a, b = run_units(runs[left]), run_units(runs[right])
+    interval = boot.paired(a, b)
+    detail = f"Dice {a.series.mean():.4g} vs {b.series.mean():.4g}"
+    return claim_from(spec, key, interval, 2, detail)
+
+
+def table1_claims(
+    runs: dict[RunKey, dict[int, Run]], evidence: Evidence, boot: Bootstrap
+) -> list[Claim]:
+    targets = sorted({key[0] for key in runs}) or ["pspnet-seg-acdc"]
+    reused = {key[2] for key in runs if key[3] in ("freeze", "finetune")}
+    labels = sorted(label for label in reused if label) or list(PAPER_SOURCES)
+    counts = sorted({key[1] for key in runs}) or [10, 50]
+    many = len(targets) > 1
+    claims = []
+    for target in targets:
+        prefix = f"{target} " if many else ""
+
+        def compare(
+            spec: Spec, key: str, left: RunKey, right: RunKey, prefix: str = prefix
+        ) -> Claim:
+            return _compare_runs(spec, prefix + key, runs, left, right, boot, evidence)
+
+        for n in counts:
+            left, right = (target, n, "T1-auto", "finetune"), (target, n, "T1-seg", "finetune")
+            claims.append(compare(T1_SPEC, f"n{n}", left, right))
+        for n in counts:
+            for label in labels:
+                left, right = (target, n, label, "finetune"), (target, n, label, "freeze")
+                claims.append(compare(FINETUNE_SPEC, f"n{n} {label}", left, right))
+        for label in labels:
+            left, right = (target, 10, label, "finetune"), (target, 10, None, "scratch")
+            claims.append(compare(SCRATCH_SPEC, label, left, right))
+        for n in counts:
+            own = [key for key in runs if key[:2] == (target, n) and key[3] == "selffer"]
+            if not own:
+                reason = f"no selffer run (the target's own tensors frozen) at n{n}"
+                claims.append(inconclusive(SELFFER_SPEC, f"{prefix}n{n}", reason))
+                continue
+            for label in labels:
+                right = (target, n, label, "freeze")
+                claims.append(compare(SELFFER_SPEC, f"n{n} {label}", own[0], right))
+    return claims
+
+
+# --- sweep predicts reuse ------------------------------------------------------------------
+
+
+def predict_claims(
+    runs: dict[RunKey, dict[int, Run]], plan_paths: Sequence[Path], evidence: Evidence,
+    boot: Bootstrap, min_points: int,
+) -> list[Claim]:  # fmt: skip
+    predicted = predicted_drops(plan_paths, evidence)
+    if not predicted:
+        return [inconclusive(PREDICT_SPEC, "", evidence.absent("plans", "no reuse plans"))]
+    targets = sorted({target for target, _, _ in predicted})
+    return [_predict_claim(t, runs, predicted, evidence, boot, min_points) for t in targets]
+
+
+def _predict_claim(
+    target: str, runs: dict[RunKey, dict[int, Run]], predicted: dict[tuple[str, str, int], float],
+    evidence: Evidence, boot: Bootstrap, min_points: int,
+) -> Claim:  # fmt: skip
+    # One point per (source, n): gain = frozen - scratch (same n, seed, patient).
+    gains: dict[tuple[str, int], Units] = {}
+    for (run_target, n, _, mode), by_seed in sorted(runs.items(), key=str):
+        if run_target != target or mode != "freeze" or (target, n, None, "scratch") not in runs:
+            continue
+        source = next(iter(by_seed.values())).source
+        frozen, scratch = paired_units(
+            run_units(by_seed), run_units(runs[(target, n, None, "scratch")])
+        )
+        gain = Units(frozen.series - scratch.series, frozen.per_patient)
+        seeds = gain.series.index.get_level_values("seed")
+        keep = [(target, str(source), int(seed)) in predicted for seed in seeds]
+        gains[(str(source), n)] = Units(gain.series[keep], gain.per_patient)
+    points = {point: units for point, units in gains.items() if not units.series.empty}
+    if len(points) < min_points:
+        why = f"{len(points)} (source, n) points with a plan, frozen and scratch runs; needs {min_points}"
+        return inconclusive(PREDICT_SPEC, target, evidence.absent("runs", why), len(points))
+    if len({units.per_patient for units in points.values()}) > 1:
+        points = {point: units.seed_level() for point, units in points.items()}
+    frame = pd.DataFrame({point: units.series for point, units in points.items()}).dropna()
+    per_patient = next(iter(points.values())).per_patient
+    rhos = []
+    for (seed, _), gain in frame.iterrows():
+        x = [predicted[(target, source, int(seed))] for source, _ in frame.columns]
+        rhos.append(_negative_spearman(np.asarray(x), gain.to_numpy(dtype=float)))
+    series = pd.Series(rhos, index=frame.index, dtype=float)
+    interval = boot.one(Units(series, per_patient))
+    detail = f"{len(points)} points: " + ", ".join(f"{s} n{n}" for s, n in sorted(points))
+    return claim_from(PREDICT_SPEC, target, interval, len(points), detail)
+
+
+def _negative_spearman(predicted: np.ndarray, gain: np.ndarray) -> float:
+    if np.ptp(predicted) == 0 or np.ptp(gain) == 0:
+        return math.nan  # no order to predict
+    return -float(spearmanr(predicted, gain).statistic)
