@@ -10,6 +10,7 @@ outputs from DVC's run cache), so the order the tests run in does not matter.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,18 @@ def timed(
     return result, time.perf_counter() - began
 
 
+def child_cpu_timed(
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = COMMAND_TIMEOUT_S
+) -> tuple[subprocess.CompletedProcess, float, float]:
+    """`timed`, plus the CPU seconds (user + system) the command and its children used:
+    on a loaded machine the wall time says more about the neighbours than the command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result, wall = timed(cmd, cwd, env, timeout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result, wall, cpu
+
+
 DVC = [sys.executable, "-m", "dvc"]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 GIT = ["git", *GIT_IDENTITY]
@@ -114,6 +127,7 @@ class TinyRun:
 
 
 _RUNS: dict[str, TinyRun] = {}
+_FAILED: dict[str, str] = {}
 
 
 def tiny_dvc_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
@@ -121,6 +135,17 @@ def tiny_dvc_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     generated and committed, `dvc repro`, then `prrmse dvc-sync --touch-snakemake`."""
     if "tiny" in _RUNS:
         return _RUNS["tiny"]
+    if "tiny" in _FAILED:  # one failed build of minutes is enough: the other tests fail fast
+        pytest.fail(f"the shared tiny run failed earlier in this session: {_FAILED['tiny']}")
+    try:
+        _RUNS["tiny"] = _build_tiny_run(tmp_path_factory)
+    except Exception as exc:
+        _FAILED["tiny"] = str(exc)[:3000]
+        raise
+    return _RUNS["tiny"]
+
+
+def _build_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     repo = tmp_path_factory.mktemp("tiny-dvc") / "repo"
     copy_repo(repo)
     env = tool_env(repo)
@@ -136,8 +161,7 @@ def tiny_dvc_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     run([*GIT, "add", "dvc.lock"], repo, env)
     run([*GIT, "commit", "-qm", "dvc.lock of the tiny run"], repo, env)
     dvcgen.sync_snakemake_after_dvc(repo, TINY)
-    _RUNS["tiny"] = TinyRun(repo, env, tracked_hashes(repo), timings)
-    return _RUNS["tiny"]
+    return TinyRun(repo, env, tracked_hashes(repo), timings)
 
 
 def tracked_paths(repo: Path) -> list[str]:

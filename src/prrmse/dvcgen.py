@@ -177,7 +177,7 @@ def snakemake_jobs(snakefile: Path, configfile: Path, workdir: Path) -> list[Job
                 raise PrrmseError(
                     snakefile, f"rule {job.rule.name} has no shell command; DVC cannot run it"
                 )
-            shellcmd = job.shellcmd.strip().replace(str(config_abs), config_rel)
+            shellcmd = squeeze_spaces(job.shellcmd.replace(str(config_abs), config_rel))
             outputs = [_relative(o, workdir) for o in job.output]
             jobs.append(
                 Job(
@@ -192,6 +192,29 @@ def snakemake_jobs(snakefile: Path, configfile: Path, workdir: Path) -> list[Job
                 )
             )
     return jobs
+
+
+def squeeze_spaces(cmd: str) -> str:
+    """`cmd` with each run of blanks outside quotes cut to one space, ends stripped.
+
+    A rule whose optional parameter is empty leaves two spaces in its command. DVC
+    writes dvc.lock with long commands folded at spaces, and folding drops one of two
+    adjacent spaces: the locked command then never equals dvc.yaml's and `dvc status`
+    reports "changed command" forever. Quoted text (a --caption) keeps its spaces.
+    """
+    out: list[str] = []
+    quote = ""
+    for char in cmd.strip():
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in " \t" and out and out[-1] == " ":
+            continue
+        elif char == "\t":
+            char = " "
+        out.append(char)
+    return "".join(out)
 
 
 def stage_name(job: Job) -> str:

@@ -252,6 +252,10 @@ def default_title(record: dict[str, Any], what: str, fallback: Path) -> str:
     if "target" in record and "source" in record:
         target, source = model_name(record["target"]), model_name(record["source"])
         return f"{what}: target {target}, source {source}"
+    target, sep, source = Path(fallback).stem.partition("__")
+    if sep and "summary" in record:
+        # a summary over seeds is named <target>__<source> without seeds
+        return f"{what}: target {target}, source {source} (mean over seeds)"
     return f"{what}: {Path(fallback).stem}"
 
 
