@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 CORES ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-slow lint lock
+.PHONY: venv demo test test-slow lint lock report bench
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: venv
 
 test-slow: venv
 	pytest -m "slow" $(PYTEST_ARGS)
+
+# The HTML report of a finished demo run (`make demo` first): captioned figures and tables.
+report: venv
+	snakemake --report results/report.html --configfile config/config.yaml
+
+# Training and sweep benchmarks (~10 min on 2 idle cores): ratios, machine, threads -> results/bench.md.
+bench: venv
+	python benchmarks/summary.py --out results/bench.md
 
 lint: venv
 	ruff check src tests benchmarks

@@ -154,7 +154,7 @@ def test_written_products_show_na_for_the_paper(tmp_path) -> None:
     table, findings = make_table1(runs, tmp_path / "tables" / "table1")
     csv, md, tex = (tmp_path / "tables" / f"table1.{s}" for s in ("csv", "md", "tex"))
     stamp = read_csv_provenance(csv)
-    assert str(PAPER_CSV) in stamp["inputs"] and len(stamp["inputs"]) == len(runs) + 1
+    assert "prrmse/resources/paper_table1.csv" in stamp["inputs"] and len(stamp["inputs"]) == len(runs) + 1
     written = pd.read_csv(csv, comment="#", keep_default_na=False, dtype=str)
     assert len(written) == 14 and set(written["paper_dice_mean"]) == {"n/a"}
     assert written.loc[0, "source"] == "" and written.loc[0, "dice_mean"] == "0.700"

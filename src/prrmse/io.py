@@ -7,6 +7,7 @@ interrupted job never leaves a file that a rerun would take as complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -30,6 +31,26 @@ def _temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _pid_alive(text: str) -> bool:
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(final: Path) -> None:
+    """Temp files of `final` left by a writer that was killed (its pid is gone): a rerun
+    must not leave them beside the product."""
+    name = glob.escape(final.name)
+    for pattern in (f".{name}.tmp-*", f"..{name}.tmp-*"):
+        for stale in final.parent.glob(pattern):
+            if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+                _remove(stale)
+
+
 def _check_parent_writable(path: Path) -> None:
     parent = path.parent
     if parent.exists() and not parent.is_dir():
@@ -49,6 +70,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     _check_parent_writable(final)
     temp = _temp_sibling(final)
     _remove(temp)
+    _remove_stale_temps(final)
     try:
         yield temp
         if not temp.exists():

@@ -340,6 +340,14 @@ def write_findings(findings: list[dict[str, Any]], path: Path, record: dict[str,
         temp.write_text(provenance.csv_header(record) + frame.to_csv(index=False))
 
 
+def _recorded(path: Path) -> str:
+    """The packaged paper table by its place in the package, so the stamp (and the table's
+    bytes) do not depend on where the code is checked out; other inputs as given."""
+    if Path(path).resolve() == PAPER_CSV.resolve():
+        return "prrmse/resources/paper_table1.csv"
+    return str(path)
+
+
 def make_table1(
     runs: Sequence[dict[str, Any]],
     out_base: Path,
@@ -358,7 +366,7 @@ def make_table1(
             for run in runs
         ],
         bootstrap={"n_boot": bootstrap.n_boot, "level": bootstrap.level, "seed": bootstrap.seed},
-        inputs={str(path): sha256_file(path) for path in inputs},
+        inputs={_recorded(path): sha256_file(path) for path in inputs},
     )
     write_table1(table, out_base, record)
     write_findings(findings, Path(f"{out_base}-findings.csv"), record)
