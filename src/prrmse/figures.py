@@ -168,6 +168,16 @@ def interval_band(ax: Axes, x: Any, low: Any, high: Any, colour: str) -> None:
     )
 
 
+def has_intervals(table: pd.DataFrame, value: str) -> bool:
+    """Whether a summary holds real intervals for `value`: one seed without per-patient
+    values has none to draw (its bounds equal the mean)."""
+    if not {f"{value}_low", f"{value}_high"} <= set(table.columns):
+        return False
+    seeds = int(table["n_seeds"].iloc[0]) if "n_seeds" in table.columns else 0
+    patients = int(table["n_patients"].iloc[0]) if "n_patients" in table.columns else 0
+    return seeds > 1 or patients > 0
+
+
 def interval_handle(table: pd.DataFrame) -> Patch:
     seeds = int(table["n_seeds"].iloc[0]) if "n_seeds" in table.columns else 0
     patients = int(table["n_patients"].iloc[0]) if "n_patients" in table.columns else 0
@@ -181,15 +191,24 @@ def floor_band(ax: Axes, floor: pd.DataFrame | None) -> Any:
     """The seed-to-seed RMSE floor (min-max over models) behind the lines; None if unknown."""
     if floor is None or floor["floor_high"].isna().all():
         return None
+    # filled and outlined as well as hatched: a floor whose min and max nearly agree is a
+    # thin band that hatching alone would leave invisible
     return ax.fill_between(
         floor.index, floor["floor_low"].to_numpy(float), floor["floor_high"].to_numpy(float),
-        facecolor="none", edgecolor="#555555", hatch="////", lw=0, zorder=0, step="mid",
-        label="seed-to-seed floor (min-max over models)",
+        **FLOOR_STYLE, zorder=0, step="mid", label="seed-to-seed floor (min-max over models)",
     )  # fmt: skip
 
 
+FLOOR_STYLE: dict[str, Any] = {
+    "facecolor": "#D9D9D9",
+    "edgecolor": "#555555",
+    "hatch": "////",
+    "lw": 0.8,
+}
+
+
 def floor_handle(label: str) -> Patch:
-    return Patch(facecolor="none", edgecolor="#555555", hatch="////", lw=0, label=label)
+    return Patch(**FLOOR_STYLE, label=label)
 
 
 def legend(figure: Figure, handles: Sequence[Any]) -> None:
@@ -297,7 +316,7 @@ def draw_sweep(table: pd.DataFrame, family: str, title: str, where: str | Path =
     if n_layers == 0:
         raise PrrmseError(where, f"has no {family} layers (head excluded)")
     baseline = sweep_baseline(table)
-    intervals = {"dice_low", "dice_high"} <= set(table.columns)
+    intervals = has_intervals(table, "dice")
     figure, axes = new_figure(len(kinds), 1.4 * len(kinds) + 1.2)
     any_absent = False
     for index, (ax, kind) in enumerate(zip(axes, kinds, strict=True)):

@@ -25,6 +25,7 @@ from prrmse.figures import (
     OKABE_ITO,
     absent_handle,
     figure_provenance,
+    has_intervals,
     house_style,
     interval_band,
     interval_handle,
@@ -86,7 +87,7 @@ def draw_controls(rows: pd.DataFrame, title: str) -> Figure:
             series = _series(rows, condition, kind, n_layers, "difference")
             ax.plot(series.index, series.to_numpy(), lw=1.1, ms=3.2, color=colour,
                     marker=MARKERS[number % len(MARKERS)])  # fmt: skip
-            if {"difference_low", "difference_high"} <= set(rows.columns):
+            if has_intervals(rows, "difference"):
                 low, high = (
                     _series(rows, condition, kind, n_layers, v)
                     for v in ("difference_low", "difference_high")
@@ -103,7 +104,7 @@ def draw_controls(rows: pd.DataFrame, title: str) -> Figure:
                label=CONDITIONS[c])
         for n, c in enumerate(conditions)
     ]  # fmt: skip
-    if {"difference_low", "difference_high"} <= set(rows.columns):
+    if has_intervals(rows, "difference"):
         handles.append(interval_handle(rows))
     handles += [absent_handle("B")] if absent else []
     legend(figure, handles)

@@ -34,6 +34,7 @@ from prrmse.figures import (
     figure_provenance,
     floor_band,
     floor_handle,
+    has_intervals,
     house_style,
     interval_band,
     interval_handle,
@@ -128,7 +129,7 @@ def _draw_pairs(
         ax.plot(series.index, series.to_numpy(), lw=1.1, ms=3.5,
                 color=colour, marker=MARKERS[number % len(MARKERS)],
                 label=f"{labels[pair[0]]} vs {labels[pair[1]]}")  # fmt: skip
-        if {"rmse_low", "rmse_high"} <= set(table.columns):
+        if has_intervals(table, "rmse"):
             low = rmse_series(table, pair, kind, n_layers, "rmse_low")
             high = rmse_series(table, pair, kind, n_layers, "rmse_high")
             interval_band(ax, series.index, low, high, colour)
@@ -151,7 +152,7 @@ def extra_handles(figure_axes: Sequence[Axes], table: pd.DataFrame) -> list[Any]
     floors = [c for ax in figure_axes for c in ax.collections if "floor" in str(c.get_label())]
     if floors:
         handles.append(floor_handle(str(floors[0].get_label())))
-    if {"rmse_low", "rmse_high"} <= set(table.columns):
+    if has_intervals(table, "rmse"):
         handles.append(interval_handle(table))
     return handles
 
@@ -296,7 +297,7 @@ def draw_bn_stats(table: pd.DataFrame, title: str) -> Figure:
     for index, (ax, (column, text)) in enumerate(zip(axes, panels.items(), strict=True)):
         values = table[column].astype(float)
         errors = None
-        if {f"{column}_low", f"{column}_high"} <= set(table.columns):
+        if has_intervals(table, column):
             low, high = table[f"{column}_low"].astype(float), table[f"{column}_high"].astype(float)
             errors = np.vstack([(values - low).clip(lower=0), (high - values).clip(lower=0)])
             extras["interval"] = interval_handle(table)

@@ -30,6 +30,7 @@ from prrmse.figures import (
     figure_provenance,
     floor_band,
     floor_handle,
+    has_intervals,
     house_style,
     interval_band,
     interval_handle,
@@ -105,7 +106,7 @@ def draw_rmse_to_ideal(
 ) -> Figure:
     """Panels RM, RV, RW, RB, W and B (B only where some layer has one), two a row; interval
     bands where the table has them, the network's seed-to-seed floor where given."""
-    intervals = {"rmse_low", "rmse_high"} <= set(table.columns)
+    intervals = has_intervals(table, "rmse")
     drawn_floor = None
     body = table[~table["head"]]
     compared = set(body.loc[body["status"] == "compared", "kind"])
