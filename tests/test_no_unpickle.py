@@ -266,13 +266,14 @@ def test_a_small_study_runs_without_unpickling(tmp_path):
 
     config = yaml.safe_load(TINY.read_text())
     config["train"].update(epochs=1, iterations_per_epoch=1)
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
     raw, data, out = (
         tmp_path / "raw" / "acdc",
         tmp_path / "processed" / "acdc",
         tmp_path / "results",
     )
+    config["datasets"]["acdc"]["root"] = str(raw)  # the phantoms this test writes, not ./data
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
     seg, auto = out / "models" / "unet-seg-acdc-s1", out / "models" / "unet-auto-acdc-s1"
     pair = "unet-seg-acdc-s1__unet-auto-acdc-s1"
     sweep, rmse, bnstats = (out / kind / f"{pair}.csv" for kind in ("sweeps", "rmse", "bnstats"))
