@@ -146,10 +146,11 @@ def jitter(make: object, values: tuple[float, ...] = (0.0, 0.01, -0.01)) -> dict
 )
 def test_bn_claim_both_ways(tmp_path: Path, entries: object, verdict: str) -> None:
     paths = sweeps_over_seeds(tmp_path, *UNET, jitter(entries))
-    claim = only(evaluate(sweeps=paths), "bn-running-stats-matter-more")
+    claim = only(evaluate(sweeps=paths), "rm-rv-matter-more")
     assert claim.verdict == verdict
     assert claim.n_seeds == 3 and claim.n_units == 3
-    assert claim.id == "bn-running-stats-matter-more[unet-seg-acdc <- unet-auto-acdc]"
+    assert claim.id == "rm-rv-matter-more[unet-seg-acdc <- unet-auto-acdc]"
+    assert claim.scope == "paper" and "RM and RV matter more" in claim.paper
 
 
 def test_bn_claim_seed_spread_straddling_zero_is_inconclusive(tmp_path: Path) -> None:
@@ -159,7 +160,7 @@ def test_bn_claim_seed_spread_straddling_zero_is_inconclusive(tmp_path: Path) ->
         2: drops(rm=0.1, rv=0.1, rw=0.2, rb=0.2),
         3: drops(rm=0.12, rv=0.12, rw=0.1, rb=0.1),
     }
-    claim = only(evaluate(sweeps=sweeps_over_seeds(tmp_path, *UNET, make)), "bn-running")
+    claim = only(evaluate(sweeps=sweeps_over_seeds(tmp_path, *UNET, make)), "rm-rv-matter")
     assert claim.verdict == "inconclusive"
     assert "contains 0" in claim.reason
 
@@ -169,16 +170,33 @@ def test_one_seed_without_patients_is_inconclusive_one_seed_with_patients_decide
 ) -> None:
     strong = drops(rm=0.3, rv=0.3, rw=0.01, rb=0.01)
     single = write_sweep(tmp_path / "a", *UNET, 1, strong)
-    claim = only(evaluate(sweeps=[single]), "bn-running")
+    claim = only(evaluate(sweeps=[single]), "rm-rv-matter")
     assert claim.verdict == "inconclusive"
     assert claim.estimate == pytest.approx(0.29)
     assert "one seed" in claim.reason and math.isclose(claim.low, claim.high)
     assert claim.degenerate
     with_patients = write_sweep(tmp_path / "b", *UNET, 1, strong, patients=12, spread=0.01)
-    claim = only(evaluate(sweeps=[with_patients]), "bn-running")
+    claim = only(evaluate(sweeps=[with_patients], min_seeds=1), "rm-rv-matter")
     assert claim.verdict == "holds"
     assert claim.n_patients == 12 and claim.n_seeds == 1
     assert "patient sampling only" in claim.reason
+    # the seed policy: one seed of training decides nothing, whatever the patients say
+    claim = only(evaluate(sweeps=[with_patients]), "rm-rv-matter")
+    assert claim.verdict == "inconclusive" and claim.interval_says == "holds"
+    assert claim.reason.startswith("only 1 seed of training (a verdict needs 3)")
+
+
+def test_seed_policy_two_seeds_inconclusive_three_decide(tmp_path: Path) -> None:
+    make = jitter(lambda: drops(rm=0.2, rv=0.3, rw=0.01, rb=0.02))
+    two = sweeps_over_seeds(tmp_path, *UNET, {s: make[s] for s in (1, 2)})
+    claim = only(evaluate(sweeps=two), "rm-rv-matter")
+    assert (claim.verdict, claim.interval_says, claim.n_seeds) == ("inconclusive", "holds", 2)
+    three = sweeps_over_seeds(tmp_path, *UNET, make)
+    assert only(evaluate(sweeps=three), "rm-rv-matter").verdict == "holds"
+    md, csv = tmp_path / "claims.md", tmp_path / "claims.csv"
+    run_claims(ClaimInputs(sweeps=two, n_boot=200), md, csv)
+    text = md.read_text()
+    assert "inconclusive (2 seeds)" in text and "**Seed policy.**" in text
 
 
 def test_per_patient_spread_can_make_it_inconclusive(tmp_path: Path) -> None:
@@ -196,7 +214,7 @@ def test_per_patient_spread_can_make_it_inconclusive(tmp_path: Path) -> None:
         table.loc[moved, "dice"] = table.loc[moved, "dice"] + wobble[moved]
         table.to_csv(patients_csv, index=False)
         paths.append(path)
-    claim = only(evaluate(sweeps=paths), "bn-running")
+    claim = only(evaluate(sweeps=paths), "rm-rv-matter")
     assert claim.n_patients == 12
     assert claim.verdict == "inconclusive"
 
@@ -219,25 +237,22 @@ def test_conv_claim_without_bias_is_inconclusive_with_reason(tmp_path: Path) -> 
     assert "absent" in claim.reason
 
 
-@pytest.mark.parametrize(
-    ("entries", "verdict", "rival"),
-    [
-        (lambda: drops(rm=0.05, rm1=0.4), "holds", "RM 2"),
-        (lambda: drops(rm=0.3, rm1=0.01), "does not hold", "RM 2"),
-    ],
-)
-def test_first_rm_claim_both_ways(
-    tmp_path: Path, entries: object, verdict: str, rival: str
+@pytest.mark.parametrize(("control", "verdict"), [(0.1, "holds"), (0.6, "does not hold")])
+def test_rm1_claim_against_the_control_both_ways(
+    tmp_path: Path, control: float, verdict: str
 ) -> None:
-    paths = sweeps_over_seeds(tmp_path, *UNET, jitter(entries))
-    claim = only(evaluate(sweeps=paths), "first-bn")
+    paths = sweeps_over_seeds(tmp_path, *UNET, jitter(lambda: drops(rm=0.05, rm1=0.4)))
+    controls = jitter(lambda: drops(rm=0.05, rm1=control))
+    paths += [write_controls(tmp_path, UNET[0], seed, controls[seed]) for seed in SEEDS]
+    claim = only(evaluate(sweeps=paths), "rm1-not-reusable")
     assert claim.verdict == verdict
-    assert f"largest other: {rival}" in claim.reason
+    assert "drop RM 1: source 0.4" in claim.reason and "reinit control" in claim.reason
 
 
-def test_first_rm_claim_one_seed_is_inconclusive(tmp_path: Path) -> None:
-    path = write_sweep(tmp_path, *UNET, 1, drops(rm=0.05, rm1=0.4))
-    assert only(evaluate(sweeps=[path]), "first-bn").verdict == "inconclusive"
+def test_rm1_claim_without_controls_is_inconclusive(tmp_path: Path) -> None:
+    paths = sweeps_over_seeds(tmp_path, *UNET, jitter(lambda: drops(rm=0.05, rm1=0.4)))
+    claim = only(evaluate(sweeps=paths), "rm1-not-reusable")
+    assert claim.verdict == "inconclusive" and "no control sweep" in claim.reason
 
 
 @pytest.mark.parametrize(
@@ -248,14 +263,14 @@ def test_network_claim_both_ways(tmp_path: Path, unet: float, pspnet: float, ver
     paths += sweeps_over_seeds(
         tmp_path, *PSPNET, jitter(lambda: drops(rm=pspnet, w=pspnet, b=None))
     )
-    claim = only(evaluate(sweeps=paths), "pspnet-more-reusable")
+    claim = only(evaluate(sweeps=paths), "reuse-affects-unet-more")
     assert claim.verdict == verdict
-    assert claim.id == "pspnet-more-reusable-than-unet[seg-acdc <- auto-acdc]"
+    assert claim.id == "reuse-affects-unet-more[seg-acdc <- auto-acdc]"
 
 
 def test_network_claim_needs_both_networks(tmp_path: Path) -> None:
     paths = sweeps_over_seeds(tmp_path, *UNET, jitter(lambda: drops(rm=0.2)))
-    claim = only(evaluate(sweeps=paths), "pspnet-more-reusable")
+    claim = only(evaluate(sweeps=paths), "reuse-affects-unet-more")
     assert claim.verdict == "inconclusive" and "UNet and a PSPNet" in claim.reason
 
 
@@ -291,10 +306,10 @@ def test_control_claims_both_ways(
     claims = evaluate(sweeps=paths)
     for condition in ("reinit", "rerandom"):
         claim = only(claims, f"source-beats-{condition}")
-        assert claim.verdict == verdict
+        assert claim.verdict == verdict and claim.scope == "not in the paper"
         assert claim.n_patients == patients and claim.n_seeds == 3
     # the controls do not leak into the source-condition claims
-    assert only(claims, "bn-running").estimate == pytest.approx(0.05, abs=0.011)
+    assert only(claims, "rm-rv-matter").estimate == pytest.approx(0.05, abs=0.011)
 
 
 def test_control_claims_without_controls_are_inconclusive(tmp_path: Path) -> None:
@@ -306,7 +321,7 @@ def test_control_claims_without_controls_are_inconclusive(tmp_path: Path) -> Non
 def test_sweep_claims_with_missing_file_name_it(tmp_path: Path) -> None:
     missing = tmp_path / "unet-seg-acdc-s1__unet-auto-acdc-s1.csv"
     claims = evaluate(sweeps=[missing])
-    sweep_ids = ("bn-", "conv-", "first-", "pspnet-", "source-beats-")
+    sweep_ids = ("rm-rv-", "conv-", "rm1-", "reuse-affects-", "source-beats-")
     sweep_claims = [c for c in claims if c.id.startswith(sweep_ids)]
     assert len(sweep_claims) == 6
     assert sweep_claims and all(c.verdict == "inconclusive" for c in sweep_claims)
@@ -361,54 +376,85 @@ def write_runs(
     return folders
 
 
-def table1_dice(auto: float, seg: float, freeze: float, scratch: float) -> dict:
+def table1_dice(auto: float, other: float, scratch: float, frozen_loss: float = 0.0) -> dict:
+    """Fine-tuned T1-auto `auto`, T1-seg and RVSC-seg `other`, frozen `frozen_loss` lower."""
     dice: dict[tuple[int, str | None, str], float] = {}
     for n in (10, 50):
         dice[(n, None, "scratch")] = scratch
         for label in SOURCES:
-            dice[(n, label, "finetune")] = {"T1-auto": auto, "T1-seg": seg}.get(label, 0.6)
-            dice[(n, label, "freeze")] = freeze
+            value = auto if label == "T1-auto" else other
+            dice[(n, label, "finetune")] = value
+            dice[(n, label, "freeze")] = value - frozen_loss
     return dice
 
 
-def test_table1_claims_hold(tmp_path: Path) -> None:
-    folders = write_runs(tmp_path, table1_dice(auto=0.7, seg=0.6, freeze=0.4, scratch=0.5))
+def verdicts(claims: list[Claim], prefix: str) -> set[str]:
+    return {c.verdict for c in by_id(claims, prefix).values()}
+
+
+def test_table1_paper_claims_hold(tmp_path: Path) -> None:
+    folders = write_runs(tmp_path, table1_dice(auto=0.7, other=0.5, scratch=0.6))
     claims = evaluate(reuse_runs=folders)
-    assert {c.verdict for c in by_id(claims, "t1-auto").values()} == {"holds"}
-    assert len(by_id(claims, "t1-auto")) == 2
-    assert {c.verdict for c in by_id(claims, "finetune-beats-freeze").values()} == {"holds"}
+    assert len(by_id(claims, "reuse-not-necessarily-better")) == 8  # 2 sources x 2 modes x 2 n
+    assert verdicts(claims, "reuse-not-necessarily-better") == {"holds"}
+    assert len(by_id(claims, "t1-auto-reuse-beats-scratch")) == 4
+    assert verdicts(claims, "t1-auto-reuse-beats-scratch") == {"holds"}
+    assert verdicts(claims, "t1-auto-transfers-better-than-t1-seg") == {"holds"}
+    claim = only(claims, "t1-auto-reuse-beats-scratch[n10 finetune]")
+    assert claim.n_seeds == 3 and claim.scope == "paper"
+    # on the paper's definition: the mean of the 4 classes, background included
+    assert claim.estimate == pytest.approx(3 * (0.7 - 0.6) / 4)
+
+
+def test_table1_paper_claims_do_not_hold(tmp_path: Path) -> None:
+    folders = write_runs(tmp_path, table1_dice(auto=0.4, other=0.7, scratch=0.5))
+    claims = evaluate(reuse_runs=folders)
+    for prefix in (
+        "reuse-not-necessarily-better", "t1-auto-reuse-beats-scratch",
+        "t1-auto-transfers-better-than-t1-seg",
+    ):  # fmt: skip
+        assert verdicts(claims, prefix) == {"does not hold"}, prefix
+
+
+def test_table1_claims_carry_the_papers_numbers(tmp_path: Path) -> None:
+    claims = evaluate(reuse_runs=write_runs(tmp_path, table1_dice(0.7, 0.5, 0.6)))
+    said = only(claims, "reuse-not-necessarily-better[n10 T1-seg freeze]").paper_evidence
+    assert said == "n10 scratch 0.73 vs n10 T1-seg freeze 0.67"
+    said = only(claims, "reuse-not-necessarily-better[n50 RVSC-seg freeze]").paper_evidence
+    assert said == "n50 scratch 0.88 vs n50 RVSC-seg freeze 0.81 (printed 0.72, a misprint)"
+    finetune = only(claims, "finetune-beats-freeze[n50 T1-seg]")
+    assert finetune.scope == "not in the paper" and "0.81" in finetune.paper_evidence
+
+
+@pytest.mark.parametrize(("loss", "verdict"), [(0.1, "holds"), (-0.1, "does not hold")])
+def test_finetune_vs_freeze_is_ours_both_ways(tmp_path: Path, loss: float, verdict: str) -> None:
+    claims = evaluate(reuse_runs=write_runs(tmp_path, table1_dice(0.7, 0.5, 0.6, loss)))
     assert len(by_id(claims, "finetune-beats-freeze")) == 6
-    assert {c.verdict for c in by_id(claims, "reuse-beats-scratch").values()} == {"holds"}
-    assert only(claims, "t1-auto-transfers-better-than-t1-seg[n10]").n_seeds == 3
-
-
-def test_table1_claims_do_not_hold(tmp_path: Path) -> None:
-    folders = write_runs(tmp_path, table1_dice(auto=0.5, seg=0.6, freeze=0.7, scratch=0.8))
-    claims = evaluate(reuse_runs=folders)
-    for prefix in ("t1-auto", "finetune-beats-freeze", "reuse-beats-scratch"):
-        assert {c.verdict for c in by_id(claims, prefix).values()} == {"does not hold"}, prefix
+    assert verdicts(claims, "finetune-beats-freeze") == {verdict}
+    assert {c.scope for c in by_id(claims, "finetune-beats-freeze").values()} == {
+        "not in the paper"
+    }
 
 
 def test_table1_claims_inconclusive_when_equal_or_missing(tmp_path: Path) -> None:
-    dice = table1_dice(auto=0.6, seg=0.6, freeze=0.6, scratch=0.6)
     # seeds are offset alike for every run, so differences are 0 in every seed
-    folders = write_runs(tmp_path, dice)
+    folders = write_runs(tmp_path, table1_dice(auto=0.6, other=0.6, scratch=0.6))
     claims = evaluate(reuse_runs=folders)
-    assert {c.verdict for c in by_id(claims, "t1-auto").values()} == {"inconclusive"}
+    assert verdicts(claims, "t1-auto") == {"inconclusive"}
     missing = evaluate(reuse_runs=[tmp_path / "reuse" / "pspnet-seg-acdc-n10-s1-freeze-from-x-y-z"])
-    claim = only(missing, "t1-auto-transfers-better-than-t1-seg[n10]")
+    claim = only(missing, "t1-auto-transfers-better-than-t1-seg[n10 finetune]")
     assert claim.verdict == "inconclusive" and "missing: " in claim.reason
 
 
-@pytest.mark.parametrize(("own", "verdict"), [(0.6, "holds"), (0.3, "does not hold")])
+@pytest.mark.parametrize(("own", "verdict"), [(0.7, "holds"), (0.3, "does not hold")])
 def test_selffer_claim_both_ways(tmp_path: Path, own: float, verdict: str) -> None:
-    folders = write_runs(tmp_path, table1_dice(auto=0.7, seg=0.6, freeze=0.4, scratch=0.5))
+    folders = write_runs(tmp_path, table1_dice(auto=0.7, other=0.6, scratch=0.5, frozen_loss=0.2))
     for seed in SEEDS:
         for n in (10, 50):
             name = f"pspnet-seg-acdc-n{n}-s{seed}-selffer-from-pspnet-seg-acdc"
             folder = tmp_path / "reuse" / name
             folder.mkdir(parents=True)
-            metrics = {"dice": [0.99, own, own, own], "dice_mean": own + 0.001 * seed}
+            metrics = {"dice": [0.99, own, own, own + 0.001 * seed], "dice_mean": own}
             (folder / "metrics.json").write_text(json.dumps(metrics))
             folders.append(folder)
     claims = by_id(evaluate(reuse_runs=folders), "selffer-beats-source-freeze")
@@ -419,27 +465,30 @@ def test_selffer_claim_both_ways(tmp_path: Path, own: float, verdict: str) -> No
 
 
 def test_selffer_claim_without_selffer_runs_is_inconclusive(tmp_path: Path) -> None:
-    folders = write_runs(tmp_path, table1_dice(auto=0.7, seg=0.6, freeze=0.4, scratch=0.5))
+    folders = write_runs(tmp_path, table1_dice(auto=0.7, other=0.6, scratch=0.5))
     claim = only(evaluate(reuse_runs=folders), "selffer-beats-source-freeze[n10]")
     assert claim.verdict == "inconclusive" and "no selffer run" in claim.reason
 
 
-def test_table1_one_seed_with_patients_gives_an_interval(tmp_path: Path) -> None:
+def test_table1_one_seed_with_patients_gives_an_interval_but_no_verdict(tmp_path: Path) -> None:
     folders = [
         write_run(tmp_path, 10, 1, 0.7, "pspnet-auto-t1", "finetune", patients=20),
         write_run(tmp_path, 10, 1, 0.6, "pspnet-seg-t1", "finetune", patients=20),
     ]
-    claim = only(evaluate(reuse_runs=folders), "t1-auto-transfers-better-than-t1-seg[n10]")
-    assert claim.verdict == "holds" and claim.n_patients == 20 and claim.n_seeds == 1
+    name = "t1-auto-transfers-better-than-t1-seg[n10 finetune]"
+    claim = only(evaluate(reuse_runs=folders), name)
+    assert claim.verdict == "inconclusive" and claim.interval_says == "holds"
+    assert claim.n_patients == 20 and claim.n_seeds == 1 and claim.low > 0
+    assert only(evaluate(reuse_runs=folders, min_seeds=1), name).verdict == "holds"
 
 
 def test_table1_runs_found_through_the_table1_provenance(tmp_path: Path) -> None:
-    folders = write_runs(tmp_path, table1_dice(auto=0.7, seg=0.6, freeze=0.4, scratch=0.5))
+    folders = write_runs(tmp_path, table1_dice(auto=0.7, other=0.6, scratch=0.5))
     runs = [{"metrics_json": str(folder / "metrics.json")} for folder in folders]
     table1 = tmp_path / "table1.csv"
     table1.write_text(provenance.csv_header({"runs": runs}) + "n_train\n10\n")
     claims = evaluate(table1_csv=table1)
-    assert {c.verdict for c in by_id(claims, "t1-auto").values()} == {"holds"}
+    assert verdicts(claims, "t1-auto") == {"holds"}
     bad = tmp_path / "bad.csv"
     bad.write_text("n_train\n10\n")
     with pytest.raises(PrrmseError, match="bad.csv"):
@@ -584,6 +633,141 @@ def test_malformed_rmse_raises_naming_the_file(tmp_path: Path) -> None:
         evaluate(rmse=[path])
 
 
+# --- the PR-RMSE core and the RMSE matrices --------------------------------------------------
+
+FIG12 = ("pspnet-seg-t1", "pspnet-seg-rvsc", "pspnet-seg-acdc", "pspnet-auto-t1")
+FIG11 = ("pspnet-seg-t1", "pspnet-auto-t1", "pspnet-seg-acdc", "pspnet-auto-acdc")
+
+
+def write_w_rmse(path: Path, pairs: Mapping[tuple[str, str], float]) -> Path:
+    """Conv W RMSE of 3 conv layers per pair (value * layer), plus a head that must not count."""
+    rows = [
+        dict(model_a=a, model_b=b, family="conv", layer=layer, module=f"c{layer}", head=layer == 4,
+             kind="W", status="compared", numel=9, rmse=100.0 if layer == 4 else value * layer)
+        for (a, b), value in pairs.items()
+        for layer in (1, 2, 3, 4)
+    ]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def group_tables(root: Path, models: tuple[str, ...], distance: object, name: str) -> list[Path]:
+    """One group table per seed: every pair of `models`, RMSE distance(a, b, seed)."""
+    paths = []
+    for seed in SEEDS:
+        pairs = {
+            (f"{a}-s{seed}", f"{b}-s{seed}"): distance(a, b, seed)  # type: ignore[operator]
+            for i, a in enumerate(models)
+            for b in models[i + 1 :]
+        }
+        paths.append(write_w_rmse(root / "rmse" / "groups" / f"{name}-s{seed}.csv", pairs))
+    return paths
+
+
+@pytest.mark.parametrize(("closest", "verdict"), [(0.05, "holds"), (0.5, "does not hold")])
+def test_fig12_closest_pair_both_ways(tmp_path: Path, closest: float, verdict: str) -> None:
+    def distance(a: str, b: str, seed: int) -> float:
+        pair = {a, b} == {"pspnet-auto-t1", "pspnet-seg-acdc"}
+        return (closest if pair else 0.2) + 0.001 * seed
+
+    claim = only(evaluate(rmse=group_tables(tmp_path, FIG12, distance, "fig12")), "closest-pair")
+    assert claim.id == "closest-pair-t1-auto-acdc-seg[pspnet]"
+    assert claim.verdict == verdict and claim.n_seeds == 3
+
+
+@pytest.mark.parametrize(("with_seg", "verdict"), [(0.5, "holds"), (0.05, "does not hold")])
+def test_fig11_large_rmse_involve_t1_seg_both_ways(
+    tmp_path: Path, with_seg: float, verdict: str
+) -> None:
+    def distance(a: str, b: str, seed: int) -> float:
+        return (with_seg if "pspnet-seg-t1" in (a, b) else 0.2) + 0.001 * seed
+
+    claims = evaluate(rmse=group_tables(tmp_path, FIG11, distance, "fig11"))
+    assert only(claims, "large-rmse-involve-t1-seg").verdict == verdict
+
+
+def test_rmse_matrix_claims_need_every_pair(tmp_path: Path) -> None:
+    path = write_w_rmse(tmp_path / "r.csv", {("pspnet-auto-t1-s1", "pspnet-seg-acdc-s1"): 0.1})
+    claims = evaluate(rmse=[path])
+    for prefix in ("closest-pair", "large-rmse"):
+        assert only(claims, prefix).verdict == "inconclusive"
+        assert "every pair" in only(claims, prefix).reason
+
+
+@pytest.mark.parametrize(("sign", "verdict"), [(1.0, "holds"), (-1.0, "does not hold")])
+def test_closest_source_helps_most_both_ways(tmp_path: Path, sign: float, verdict: str) -> None:
+    distance = {"pspnet-auto-t1": 0.1, "pspnet-seg-rvsc": 0.2, "pspnet-seg-t1": 0.3}
+    folders, rmse = [], []
+    for seed in SEEDS:
+        pairs = {}
+        for n in (10, 50):
+            folders.append(write_run(tmp_path, n, seed, 0.6))
+            for source, d in distance.items():
+                pairs[(f"pspnet-seg-acdc-s{seed}", f"{source}-s{seed}")] = d
+                for mode in ("freeze", "finetune"):
+                    gain = sign * (0.2 - d)  # the closer, the larger the gain (sign +1)
+                    folders.append(write_run(tmp_path, n, seed, 0.6 + gain, source, mode))
+        rmse.append(write_w_rmse(tmp_path / "rmse" / f"pairs-s{seed}.csv", pairs))
+    claim = only(evaluate(reuse_runs=folders, rmse=rmse), "closest-source-helps-most")
+    assert claim.verdict == verdict and claim.estimate == pytest.approx(sign)
+    assert claim.n_units == 3 and "pspnet-auto-t1 0.2" in claim.reason  # mean over layers 1-3
+
+
+def test_closest_source_needs_runs_and_rmse(tmp_path: Path) -> None:
+    claim = only(evaluate(), "closest-source-helps-most")
+    assert claim.verdict == "inconclusive"
+    folders = write_runs(tmp_path, table1_dice(auto=0.7, other=0.5, scratch=0.6))
+    claim = only(evaluate(reuse_runs=folders), "closest-source-helps-most")
+    assert claim.verdict == "inconclusive"  # no RMSE: no order of the sources
+
+
+# --- BN scale/shift hypotheses ---------------------------------------------------------------
+
+
+def write_bnstats(root: Path, network: str, seed: int, mrm: float, mrb: float, mrv: float,
+                  mrw: float) -> Path:  # fmt: skip
+    name = f"{network}-seg-acdc-s{seed}__{network}-auto-acdc-s{seed}.csv"
+    rows = [
+        dict(layer=layer, module=f"bn{layer}", channels=8, MRM=mrm * layer, MRV=mrv, MRW=mrw,
+             MRB=mrb * layer, mrw_note="")
+        for layer in (1, 2, 3)
+    ]  # fmt: skip
+    path = root / "bnstats" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(provenance.csv_header({}) + pd.DataFrame(rows).to_csv(index=False))
+    return path
+
+
+def test_bn_hypotheses_hold_as_the_paper_states(tmp_path: Path) -> None:
+    paths = [write_bnstats(tmp_path, "unet", s, 1.0 + 0.1 * s, 0.1, 3.0, 1.0) for s in SEEDS]
+    paths += [write_bnstats(tmp_path, "pspnet", s, 0.2, 0.2 + 0.01 * s, 1.1, 1.0) for s in SEEDS]
+    claims = evaluate(bnstats=paths)
+    assert only(claims, "unet-mrm-far-above-mrb").verdict == "holds"
+    assert only(claims, "unet-mrv-far-above-mrw").verdict == "holds"
+    assert only(claims, "pspnet-mrm-near-mrb").verdict == "holds"
+    assert only(claims, "pspnet-mrv-near-mrw").verdict == "holds"
+
+
+def test_bn_hypotheses_do_not_hold_the_other_way(tmp_path: Path) -> None:
+    # UNet: MRM equal to MRB (not far above); PSPNet: MRM ten times MRB (not near)
+    paths = [write_bnstats(tmp_path, "unet", s, 0.1, 0.1 + 0.001 * s, 1.0, 1.0) for s in SEEDS]
+    paths += [write_bnstats(tmp_path, "pspnet", s, 1.0 + 0.1 * s, 0.1, 10.0, 1.0) for s in SEEDS]
+    claims = evaluate(bnstats=paths)
+    assert only(claims, "unet-mrm-far-above-mrb").verdict == "does not hold"
+    assert only(claims, "pspnet-mrm-near-mrb").verdict == "does not hold"
+    assert only(claims, "pspnet-mrv-near-mrw").verdict == "does not hold"
+
+
+def test_bn_hypotheses_missing_or_badly_named(tmp_path: Path) -> None:
+    claim = only(evaluate(bnstats=[tmp_path / "gone.csv"]), "unet-mrm")
+    assert claim.verdict == "inconclusive" and "gone.csv" in claim.reason
+    bad = tmp_path / "bnstats.csv"
+    bad.write_text("layer,MRM,MRV,MRW,MRB\n1,1,1,1,1\n")
+    with pytest.raises(PrrmseError, match="bnstats.csv"):
+        evaluate(bnstats=[bad])
+
+
 # --- everything together, and writing ---------------------------------------------------------
 
 
@@ -611,13 +795,36 @@ def test_claims_written_with_provenance_and_byte_identical_on_rerun(tmp_path: Pa
     assert text.startswith("<!-- provenance: ")
     record = json.loads(text.splitlines()[0][len("<!-- provenance: ") : -len(" -->")])
     assert record["inputs"][str(sweeps[0])] == sha256_file(sweeps[0])
-    assert "| claim | verdict |" in text
-    assert all(f"### {c.id}: {c.verdict}" in text for c in claims)
+    assert "| claim | whose | the paper's evidence | our estimate | interval | seeds | verdict |" in text
+    assert all(f"### {c.id}: " in text for c in claims)
 
     assert provenance.read_csv_provenance(csv) == record
     table = pd.read_csv(csv, comment="#")
     assert list(table["id"]) == [c.id for c in claims]
     assert set(table["verdict"]) <= {"holds", "does not hold", "inconclusive"}
-    assert {"estimate", "ci_low", "ci_high", "n_seeds", "degenerate", "reason"} <= set(
-        table.columns
-    )
+    assert {"estimate", "ci_low", "ci_high", "n_seeds", "degenerate", "reason", "scope",
+            "paper_evidence", "interval_says"} <= set(table.columns)  # fmt: skip
+
+
+def test_claim_set_matches_the_paper_and_labels_ours() -> None:
+    claims = evaluate()
+    families = {c.id.split("[")[0]: c.scope for c in claims}
+    paper = {
+        "reuse-not-necessarily-better", "t1-auto-reuse-beats-scratch",
+        "t1-auto-transfers-better-than-t1-seg", "closest-source-helps-most",
+        "closest-pair-t1-auto-acdc-seg", "large-rmse-involve-t1-seg", "rm-rv-matter-more",
+        "conv-weight-sensitive-bias-not", "rm1-not-reusable", "reuse-affects-unet-more",
+        "unet-mrm-far-above-mrb", "unet-mrv-far-above-mrw", "pspnet-mrm-near-mrb",
+        "pspnet-mrv-near-mrw",
+    }  # fmt: skip
+    ours = {
+        "finetune-beats-freeze", "selffer-beats-source-freeze", "sweep-predicts-reuse",
+        "source-beats-reinit", "source-beats-rerandom", "rmse-exceeds-noise-floor",
+        "aligned-rmse-exceeds-noise-floor",
+    }  # fmt: skip
+    assert {f for f, scope in families.items() if scope == "paper"} == paper
+    assert {f for f, scope in families.items() if scope == "not in the paper"} == ours
+    assert "first-bn-running-mean-matters-most" not in families
+    # the paper's claims come first
+    scopes = [c.scope for c in claims]
+    assert scopes == sorted(scopes, key=lambda scope: scope != "paper")

@@ -65,12 +65,16 @@ def test_model_against_itself_is_zero_and_absent_bias_is_absent() -> None:
         "numel",
         "rmse",
         "rmse_aligned",
+        "rms_a",
+        "rms_b",
     ]
     compared = table[table["status"] == "compared"]
     assert (compared["rmse"] == 0).all() and len(compared) == 4 + 1 + 2
     absent = table[table["status"] == "absent"]
     assert absent[["family", "layer", "kind"]].values.tolist() == [["conv", 1, "B"]]
     assert absent["rmse"].isna().all() and absent["numel"].isna().all()
+    assert absent[["rms_a", "rms_b"]].isna().all().all()  # no tensor, no scale
+    assert (compared["rms_a"] == compared["rms_b"]).all()
     # a bare Sequential has no permutation spec: aligned RMSE stays empty, status is kept
     assert table["rmse_aligned"].isna().all()
 
@@ -81,6 +85,25 @@ def test_known_tensors_give_known_rmse_and_head_is_flagged() -> None:
     assert table["rmse"].dropna().eq(2.0).all()
     assert table.loc[("conv", 2, "W"), "head"] and not table.loc[("conv", 1, "W"), "head"]
     assert table.loc[("bn", 1, "RV"), "module"] == "1"
+
+
+def test_rms_columns_give_each_tensors_own_scale_in_float64() -> None:
+    table = tensor_rmse(filled(-0.5), filled(3.0)).set_index(["family", "layer", "kind"])
+    compared = table[table["status"] == "compared"]
+    assert compared["rms_a"].eq(0.5).all() and compared["rms_b"].eq(3.0).all()
+    a = tiny(1)
+    with torch.no_grad():
+        a[0].weight.zero_()
+        a[0].weight[0, 0, 0, 0] = 3.0  # one of 18 scalars: rms = sqrt(9 / 18)
+    row = tensor_rmse(a, tiny(2)).set_index(["family", "layer", "kind"]).loc[("conv", 1, "W")]
+    assert row["rms_a"] == pytest.approx((9.0 / 18) ** 0.5, rel=1e-12)
+    # two independent draws of a zero-mean initialiser: rmse / rms of either ~ sqrt(2)
+    unets = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        unets.append(build_model("unet", width=8))
+    weights = tensor_rmse(*unets, aligned=False).query("kind == 'W' and not head")
+    assert ((weights["rmse"] / weights["rms_a"]) - 2**0.5).abs().max() < 0.15
 
 
 def test_rmse_of_one_tensor_is_computed_in_float64() -> None:
@@ -113,6 +136,10 @@ def test_run_rmse_writes_stamped_csv_and_names_a_mismatched_file(tmp_path: Path)
     assert stamp["arch"] == "unet" and set(stamp["inputs"]) == {str(a), str(b)}
     read = pd.read_csv(tmp_path / "out" / "rmse.csv", comment="#")
     assert len(read) == len(table) == 18 * 4 + 19 * 2 and set(read["model_a"]) == {"a"}
+    assert list(read.columns[-3:]) == ["rmse_aligned", "rms_a", "rms_b"]
+    # fresh BNs: running var and weight are ones, running mean and bias zeros
+    assert (read.loc[read["kind"].isin(["RV", "RW"]), ["rms_a", "rms_b"]] == 1).all().all()
+    assert (read.loc[read["kind"] == "RM", "rms_a"] == 0).all()
     # fresh BNs share their initial 0/1 statistics; seeded convs differ
     assert (read.loc[read["kind"] == "W", "rmse"] > 0).all()
     assert (read.loc[read["kind"] == "RM", "rmse"] == 0).all()

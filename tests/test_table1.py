@@ -1,4 +1,4 @@
-"""Table 1: paper order, seed means, the paper's values (none transcribed yet), findings."""
+"""Table 1: paper order, seed means, the paper's values on the same 4-class mean, findings."""
 
 from __future__ import annotations
 
@@ -11,17 +11,15 @@ import pytest
 
 from prrmse.errors import PrrmseError
 from prrmse.provenance import read_csv_provenance
-from prrmse.table1 import (
-    DICE,
-    PAPER_CSV,
-    make_table1,
-    paper_order,
-    read_paper,
-    table1,
-    table1_findings,
-)
+from prrmse.table1 import PAPER_CSV, make_table1, paper_order, read_paper, table1
+from prrmse.table1_findings import table1_findings
 
 NAN = float("nan")
+
+
+def mean4(mean: float) -> float:
+    """The 4-class mean of write_metrics' default classes (0.99, mean -+ 0.05, mean)."""
+    return (0.99 + 3 * mean) / 4
 # Made-up Dice means for our runs (not the paper's): scratch 0.70 at 10 patients.
 MEANS = {
     (10, None, "scratch"): 0.70,
@@ -74,24 +72,17 @@ def test_rows_follow_the_paper_order_and_average_seeds(tmp_path) -> None:
         (10, "T1-seg", "finetune"),
     ]
     assert list(table.columns[:9]) == [
-        "n_train",
-        "source",
-        "mode",
-        "n_seeds",
-        "dice_0",
-        "dice_1",
-        "dice_2",
-        "dice_3",
-        "dice_mean",
-    ]
+        "n_train", "source", "mode", "n_seeds", "dice_0", "dice_1", "dice_2", "dice_3",
+        "dice_mean4",
+    ]  # fmt: skip
     first = table.iloc[0]
-    assert first["n_seeds"] == 2 and first["dice_mean"] == pytest.approx(0.71)  # (0.70 + 0.72) / 2
-    assert first["dice_mean_sd"] == pytest.approx(math.sqrt(2) * 0.01)
-    # No paper value is transcribed: every paper cell and difference is missing, not guessed.
-    assert (
-        table.filter(like="paper_").isna().all().all()
-        and table.filter(like="diff_").isna().all().all()
-    )
+    assert first["n_seeds"] == 2 and first["dice_fg"] == pytest.approx(0.71)  # (0.70 + 0.72) / 2
+    assert first["dice_mean4"] == pytest.approx(mean4(0.71))
+    assert first["dice_mean4_sd"] == pytest.approx(math.sqrt(2) * 0.0075)
+    # the paper's row 1, n10: classes 0.99 0.62 0.60 0.70, printed mean 0.73
+    assert first["paper_dice_mean4"] == 0.73 and first["paper_dice_1"] == 0.62
+    assert first["paper_dice_fg"] == pytest.approx((0.62 + 0.60 + 0.70) / 3)
+    assert first["diff_dice_mean4"] == pytest.approx(mean4(0.71) - 0.73)
 
 
 def test_undefined_class_stays_nan_and_partial_runs_keep_order(tmp_path) -> None:
@@ -105,63 +96,78 @@ def test_undefined_class_stays_nan_and_partial_runs_keep_order(tmp_path) -> None
     assert list(table["n_train"]) == [10, 50] and math.isnan(table.loc[0, "dice_1"])
 
 
-def test_filled_paper_values_flow_through(tmp_path) -> None:
-    # Made-up "paper" numbers for this test only, in a temporary copy of the resource.
-    paper = pd.read_csv(PAPER_CSV, comment="#", dtype={"source": str, **dict.fromkeys(DICE, float)})
-    paper.loc[0, ["dice_1", "dice_2", "dice_3", "dice_mean"]] = [0.6, 0.7, 0.8, 0.7]
-    paper.loc[4, "dice_mean"] = 0.75  # 10, T1-auto, finetune
-    filled = tmp_path / "paper.csv"
-    paper.to_csv(filled, index=False)
-    table = table1(runs_for(tmp_path), filled)
-    scratch = table.iloc[0]
-    assert scratch["paper_dice_mean"] == 0.7 and scratch["diff_dice_mean"] == pytest.approx(0.0)
-    assert scratch["diff_dice_1"] == pytest.approx(0.65 - 0.6) and math.isnan(
-        scratch["paper_dice_0"]
-    )
-    finding = table1_findings(table)[0]
-    assert finding["finding"] == "T1-auto (fine-tuned) beats scratch at 10 patients"
-    assert (finding["paper_left"], finding["paper_right"], finding["holds_paper"]) == (
-        0.75,
-        0.7,
-        True,
-    )
-
-    paper.loc[1, "dice_1"] = 81.0
-    paper.to_csv(filled, index=False)
-    with pytest.raises(PrrmseError, match="paper.csv: dice_1: Dice must be a fraction"):
-        table1(runs_for(tmp_path), filled)
+def test_the_papers_table_is_transcribed_with_its_misprint_flagged() -> None:
+    paper = read_paper()
+    assert paper.shape[0] == 14 and not paper[["dice_0", "dice_1", "dice_2", "dice_3"]].isna().any().any()
+    keys = [tuple(r) for r in paper[["n_train", "source", "mode"]].itertuples(index=False)]
+    assert keys == paper_order()
+    # every printed mean is the 4-class mean to rounding, but the flagged misprint
+    classes = paper[["dice_0", "dice_1", "dice_2", "dice_3"]].mean(axis=1)
+    misprint = paper["note"].str.startswith("misprint")
+    assert misprint.sum() == 1 and tuple(paper.loc[misprint, ["n_train", "source", "mode"]].iloc[0]) == (50, "RVSC-seg", "freeze")
+    assert ((classes - paper["dice_mean"]).abs()[~misprint] <= 0.0051).all()
+    assert paper.loc[misprint, "dice_mean"].iloc[0] == 0.72
+    assert paper.loc[misprint, "dice_mean4"].iloc[0] == pytest.approx(0.8125)
 
 
-def test_findings_are_computed_from_our_numbers(tmp_path) -> None:
+def test_misprinted_mean_is_shown_with_its_note(tmp_path) -> None:
     table = table1(runs_for(tmp_path))
-    findings = {f["finding"]: f for f in table1_findings(table)}
-    assert len(findings) == 2 + 6
-    assert findings["T1-auto (fine-tuned) beats scratch at 10 patients"]["holds_ours"] is True
-    assert (
-        findings["T1-seg (fine-tuned) does worse than scratch at 10 patients"]["holds_ours"] is True
-    )
-    assert findings["freezing loses to fine-tuning: T1-seg, 10 patients"]["holds_ours"] is True
-    rvsc = findings["freezing loses to fine-tuning: RVSC-seg, 50 patients"]
-    assert (rvsc["ours_left"], rvsc["ours_right"], rvsc["holds_ours"]) == (0.83, 0.82, False)
-    assert all(f["holds_paper"] is None for f in findings.values())  # nothing transcribed
-    # A statement whose row has no run cannot be judged.
-    partial = table[table["source"] != "T1-auto"]
-    assert table1_findings(partial)[0]["holds_ours"] is None
+    row = table[(table["n_train"] == 50) & (table["source"] == "RVSC-seg") & (table["mode"] == "freeze")].iloc[0]
+    assert row["paper_dice_mean4"] == pytest.approx(0.8125) and row["paper_note"].startswith("misprint")
 
 
-def test_written_products_show_na_for_the_paper(tmp_path) -> None:
+def test_a_bad_paper_file_is_refused(tmp_path) -> None:
+    paper = pd.read_csv(PAPER_CSV, comment="#", dtype={"source": str})
+    paper.loc[1, "dice_1"] = 81.0
+    bad = tmp_path / "paper.csv"
+    paper.to_csv(bad, index=False)
+    with pytest.raises(PrrmseError, match="paper.csv: dice_1: Dice must be a fraction"):
+        table1(runs_for(tmp_path), bad)
+
+
+def test_findings_label_the_papers_and_ours_and_wait_for_seeds(tmp_path) -> None:
+    one = table1(runs_for(tmp_path / "one"))
+    findings = {f["finding"]: f for f in table1_findings(one)}
+    assert len(findings) == 8 + 4 + 6
+    not_better = findings["reuse does not necessarily help: T1-seg freeze is no better than scratch at 10 patients"]
+    assert not_better["scope"].startswith("paper") and not_better["holds_paper"] == "yes"
+    assert (not_better["paper_left"], not_better["paper_right"]) == (0.73, 0.67)
+    assert not_better["point_estimate_holds"] == "yes"  # ours: scratch 0.70 vs 0.50
+    assert not_better["ours"] == "inconclusive (1 seed)"
+    auto = findings["T1-auto finetune beats scratch at 10 patients"]
+    assert auto["holds_paper"] == "yes" and auto["point_estimate_holds"] == "yes"
+    ours = findings["fine-tuned beats frozen: T1-seg, 50 patients"]
+    assert ours["scope"] == "not in the paper" and ours["holds_paper"] == "no"  # 0.81 vs 0.82
+    rvsc = findings["fine-tuned beats frozen: RVSC-seg, 50 patients"]
+    assert rvsc["ours_left"] == pytest.approx(mean4(0.82)) and rvsc["point_estimate_holds"] == "no"
+
+    three = table1(runs_for(tmp_path / "three", seeds=(1, 2, 3), shift=0.001))
+    findings = {f["finding"]: f for f in table1_findings(three)}
+    assert findings["T1-auto finetune beats scratch at 10 patients"]["ours"] == "holds"
+    assert findings["fine-tuned beats frozen: RVSC-seg, 50 patients"]["ours"] == "does not hold"
+    # a statement whose row has no run cannot be judged
+    partial = three[three["source"] != "T1-auto"]
+    found = {f["finding"]: f for f in table1_findings(partial)}
+    assert found["T1-auto freeze beats scratch at 10 patients"]["ours"].startswith("inconclusive")
+
+
+def test_written_products_show_ours_beside_the_paper(tmp_path) -> None:
     runs = runs_for(tmp_path / "runs")
     table, findings = make_table1(runs, tmp_path / "tables" / "table1")
     csv, md, tex = (tmp_path / "tables" / f"table1.{s}" for s in ("csv", "md", "tex"))
     stamp = read_csv_provenance(csv)
     assert "prrmse/resources/paper_table1.csv" in stamp["inputs"] and len(stamp["inputs"]) == len(runs) + 1
+    assert stamp["min_seeds"] == 3
     written = pd.read_csv(csv, comment="#", keep_default_na=False, dtype=str)
-    assert len(written) == 14 and set(written["paper_dice_mean"]) == {"n/a"}
-    assert written.loc[0, "source"] == "" and written.loc[0, "dice_mean"] == "0.700"
-    assert "| n | source | mode | seeds | BG | RV | MYO | LV | mean |" in md.read_text()
+    assert len(written) == 14 and written.loc[0, "paper_dice_mean4"] == "0.730"
+    assert written.loc[0, "source"] == "" and written.loc[0, "dice_fg"] == "0.700"
+    text = md.read_text()
+    assert "| n | source | mode | seeds | BG | RV | MYO | LV | mean (4 classes) |" in text
+    assert "paper mean (4 classes)" in text and "mean (RV, MYO, LV)" in text and "misprint" in text
+    assert "not transcribed" not in text and "n/a" not in written.loc[0].tolist()
     assert r"\begin{tabular}" in tex.read_text() and "paper RV" in tex.read_text()
     assert read_csv_provenance(tmp_path / "tables" / "table1-findings.csv") == stamp
-    assert len(findings) == 8
+    assert len(findings) == 18
 
 
 def test_bad_runs_and_paper_files_are_refused(tmp_path) -> None:
@@ -203,10 +209,10 @@ def test_selffer_rows_follow_their_patient_count_and_get_patient_intervals(tmp_p
     keys = list(zip(table["n_train"], table["mode"], strict=True))
     assert keys.index((10, "selffer")) == 7 and keys[-1] == (50, "selffer")
     selffer = table[(table["mode"] == "selffer") & (table["n_train"] == 10)].iloc[0]
-    # per-patient foreground means 0.60 .. 0.70: the interval lies inside, over 6 patients
-    assert 0.6 <= selffer["dice_mean_low"] < selffer["dice_mean_high"] <= 0.7
-    assert selffer["n_patients"] == 6
+    # per-patient 4-class means 0.60 .. 0.70: the interval lies inside, over 6 patients
+    assert 0.6 <= selffer["dice_mean4_low"] < selffer["dice_mean4_high"] <= 0.7
+    assert selffer["n_patients"] == 6 and selffer["paper_note"] == "not in the paper"
     scratch = table[(table["mode"] == "scratch") & (table["n_train"] == 10)].iloc[0]
-    assert math.isnan(scratch["dice_mean_low"])  # one seed, no patient file: no interval
+    assert math.isnan(scratch["dice_mean4_low"])  # one seed, no patient file: no interval
     with pytest.raises(PrrmseError, match="source 'ACDC-seg'"):
         table1([{**runs[-1], "mode": "freeze"}], PAPER_CSV)

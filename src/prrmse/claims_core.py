@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,8 @@ import pandas as pd
 from prrmse.stats import Interval, bootstrap_ci, paired_difference_ci
 
 V1, V2 = "v1 (arXiv 2008.03414)", "v2 (arXiv 2008.03411)"
+PAPER, OURS = "paper", "not in the paper"
+MIN_SEEDS = 3  # seeds of training a decisive verdict needs (config analysis.verdicts)
 Entry = tuple[str, int, str]  # (family, layer, kind)
 
 
@@ -26,6 +28,7 @@ class ClaimInputs:
 
     sweeps: Sequence[Path] = ()  # sweep CSVs, every comparison, seed and condition
     rmse: Sequence[Path] = ()  # RMSE pair and group tables
+    bnstats: Sequence[Path] = ()  # BN scale/shift tables <target>__<source>.csv
     noise_floor: Sequence[Path] = ()  # RMSE tables between two seeds of one model
     plans: Sequence[Path] = ()  # reuse plan JSONs
     table1_csv: Path | None = None  # its provenance names the runs' metrics.json
@@ -34,6 +37,7 @@ class ClaimInputs:
     level: float = 0.95
     seed: int = 0
     min_points: int = 4  # least (source, n) points for a rank correlation
+    min_seeds: int = MIN_SEEDS
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class Claim:
     verdict: str
     reason: str
     degenerate: bool = False  # one value, nothing to resample: low == high, no interval
+    scope: str = PAPER  # the paper's claim, or ours ("not in the paper")
+    paper_evidence: str = ""  # the paper's own numbers (or figure) behind its statement
+    interval_says: str = ""  # the verdict of the interval alone, before the seed policy
 
 
 @dataclass(frozen=True)
@@ -64,14 +71,29 @@ class Spec:
     statement: str
     statistic: str
     units: str
+    scope: str = PAPER
+    evidence: str = ""  # the paper's evidence; "{key}"-free, or filled per key by the family
 
 
-def inconclusive(spec: Spec, key: str, reason: str, n_units: int = 0) -> Claim:
+def inconclusive(spec: Spec, key: str, reason: str, n_units: int = 0, evidence: str = "") -> Claim:
     nan = math.nan
     return Claim(
         _claim_id(spec, key), spec.paper, _statement(spec, key), spec.statistic,
         nan, nan, nan, nan, 0, 0, n_units, spec.units, "inconclusive", reason,
+        scope=spec.scope, paper_evidence=evidence or spec.evidence, interval_says="inconclusive",
     )  # fmt: skip
+
+
+def apply_seed_policy(claim: Claim, min_seeds: int) -> Claim:
+    """No decisive verdict on fewer than `min_seeds` seeds of training: a patient-level
+    interval covers patients, not the variance between training runs."""
+    if claim.verdict == "inconclusive" or claim.n_seeds >= min_seeds:
+        return claim
+    why = (
+        f"only {claim.n_seeds} seed{'s' if claim.n_seeds != 1 else ''} of training (a verdict "
+        f"needs {min_seeds}); the interval alone would say '{claim.verdict}'"
+    )
+    return replace(claim, verdict="inconclusive", reason=f"{why}; {claim.reason}")
 
 
 def _claim_id(spec: Spec, key: str) -> str:
@@ -96,7 +118,9 @@ def verdict_of(interval: Interval) -> tuple[str, str]:
     return "inconclusive", f"the {shown} contains 0"
 
 
-def claim_from(spec: Spec, key: str, interval: Interval, n_units: int, detail: str) -> Claim:
+def claim_from(
+    spec: Spec, key: str, interval: Interval, n_units: int, detail: str, evidence: str = ""
+) -> Claim:
     verdict, why = verdict_of(interval)
     notes = [text for text in (detail, why) if text]
     if interval.note and not interval.degenerate:
@@ -105,6 +129,7 @@ def claim_from(spec: Spec, key: str, interval: Interval, n_units: int, detail: s
         _claim_id(spec, key), spec.paper, _statement(spec, key), spec.statistic,
         interval.estimate, interval.low, interval.high, interval.level, interval.n_seeds,
         interval.n_patients, n_units, spec.units, verdict, "; ".join(notes), interval.degenerate,
+        scope=spec.scope, paper_evidence=evidence or spec.evidence, interval_says=verdict,
     )  # fmt: skip
 
 

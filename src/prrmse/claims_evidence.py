@@ -20,7 +20,7 @@ from prrmse.claims_core import ClaimInputs, Units, seed_index
 from prrmse.errors import PrrmseError
 from prrmse.io import read_json
 from prrmse.naming import ModelSpec, RunSpec, parse_model_name, parse_run_name
-from prrmse.plan import FOREGROUND, load_plan, read_table, require_columns
+from prrmse.plan import load_plan, read_table, require_columns
 from prrmse.rmse import RMSE_COLUMNS
 
 RUN_PATIENT_COLUMNS = ["patient", "class", "dice"]
@@ -88,8 +88,16 @@ class Run:
     key: RunKey
     seed: int
     source: str | None  # source model key without seed, e.g. pspnet-auto-t1
-    dice_mean: float
-    patients: pd.Series | None  # mean foreground Dice per patient
+    dice_mean: float  # mean Dice of the four classes, background included (the paper's)
+    patients: pd.Series | None  # the same mean per validation patient
+
+
+def _mean4(values: dict[str, Any], metrics: Path) -> float:
+    dice = values.get("dice")
+    if not isinstance(dice, list) or len(dice) != 4:
+        raise PrrmseError(metrics, "not a segmentation metrics.json (needs dice: 4 classes)")
+    finite = [float(v) for v in dice if v is not None and not math.isnan(float(v))]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _run_from(folder: Path, metrics: Path, evidence: Evidence) -> Run | None:
@@ -99,16 +107,15 @@ def _run_from(folder: Path, metrics: Path, evidence: Evidence) -> Run | None:
     if spec.model.n_train is None:
         raise PrrmseError(folder, "a Table 1 run is named <model>-n<N>-s<seed>[...]")
     values = read_json(metrics)
-    if not isinstance(values, dict) or "dice_mean" not in values:
-        raise PrrmseError(metrics, "not a segmentation metrics.json (needs dice_mean)")
-    dice_mean = math.nan if values["dice_mean"] is None else float(values["dice_mean"])
+    if not isinstance(values, dict):
+        raise PrrmseError(metrics, "not a segmentation metrics.json (needs dice: 4 classes)")
+    dice_mean = _mean4(values, metrics)
     patients = None
     patients_csv = folder / "patients.csv"
     if patients_csv.is_file():
         evidence.read.append(patients_csv)
         table = read_table(patients_csv, RUN_PATIENT_COLUMNS)
-        foreground = table[table["class"].astype(int).isin(FOREGROUND)]
-        patients = foreground.groupby(foreground["patient"].astype(str))["dice"].mean()
+        patients = table.groupby(table["patient"].astype(str))["dice"].mean()
     model = spec.model
     key = (
         f"{model.network}-{model.task}-{model.dataset}",

@@ -1,5 +1,6 @@
-"""The claims over replacement sweeps: BN running statistics, conv weight vs bias, the
-first BN running mean, UNet vs PSPNet, and the source against the re-init controls."""
+"""The claims over replacement sweeps: BN running statistics matter more than weight and
+bias, conv weight vs bias, RM 1 not reusable (against the control sweep), reuse affects
+UNet more than PSPNet, and (ours) the source against the re-init controls."""
 
 from __future__ import annotations
 
@@ -8,55 +9,73 @@ from pathlib import Path
 
 import pandas as pd
 
-from prrmse.claims_core import V1, V2, Bootstrap, Claim, Entry, Spec, claim_from, inconclusive
+from prrmse.claims_core import (
+    OURS,
+    V1,
+    V2,
+    Bootstrap,
+    Claim,
+    Entry,
+    Spec,
+    claim_from,
+    inconclusive,
+)
 from prrmse.claims_drops import Comparison, comparisons_of, drops_of, read_sweep
 from prrmse.claims_evidence import Evidence
 
+FIGURES = "replacement sweeps, Figs. 3-10 (drawn, no values printed)"
 BN_SPEC = Spec(
-    "bn-running-stats-matter-more",
-    f"{V1} and {V2}, replacement sweeps (Figs. 3-10): replacing a BN layer's running mean "
-    "and variance (RM, RV) with the source's changes Dice more than replacing its weight "
-    "and bias (RW, RB).",
+    "rm-rv-matter-more",
+    f"{V1}, conclusion (2): \"RM and RV matter more than RW and RB, which are almost "
+    "entirely reusable\".",
     "{key}: over the BN layers, the mean Dice drop of replacing RM and RV exceeds that of "
     "replacing RW and RB.",
     "mean over BN layers of (drop RM + drop RV)/2 - (drop RW + drop RB)/2",
     "BN layers",
+    evidence=f"{FIGURES}; the paper's plan keeps only RM 1, 17 of the BN tensors",
 )
 CONV_SPEC = Spec(
     "conv-weight-sensitive-bias-not",
-    f"{V1} and {V2}, replacement sweeps: conv weights (W) are sensitive to replacement, "
-    "conv biases (B) are not.",
+    f"{V2}, 1.1.1 (UNet): conv W is not reusable; B is reusable in every layer but the first.",
     "{key}: over the conv layers with a bias, the mean Dice drop of replacing W exceeds that "
     "of replacing B.",
     "mean over conv layers with bias of drop W - drop B",
     "conv layers",
+    evidence=FIGURES,
 )
-FIRST_RM_SPEC = Spec(
-    "first-bn-running-mean-matters-most",
-    f"{V1} and {V2}: among the BN running means, the first BN layer's (RM 1) matters most.",
-    "{key}: replacing RM of BN layer 1 drops Dice more than replacing RM of any other BN layer.",
-    "drop RM 1 - drop RM l*, l* the other BN layer with the largest mean RM drop (chosen on "
-    "the full data, which favours l*)",
+RM1_SPEC = Spec(
+    "rm1-not-reusable",
+    f"{V1}, conclusion (1) and {V2}: \"UNet and PSPNet's RM are not reusable in the first "
+    "layer\" (the paper's PSPNet plan also keeps RM 17).",
+    "{key}: replacing RM of BN layer 1 with the source's drops Dice more than the control "
+    "sweep's replacement of the same tensor (its initial value): the source's RM 1 is worse "
+    "than knowing nothing.",
+    "drop RM 1 (source) - drop RM 1 (control), paired by seed (and patient)",
     "BN layers",
+    evidence=f"{FIGURES}; the paper's PSPNet plan: RM 1, 17 not reusable",
 )
 NETWORK_SPEC = Spec(
-    "pspnet-more-reusable-than-unet",
-    f"{V1}: PSPNet's parameters are more reusable than UNet's.",
+    "reuse-affects-unet-more",
+    f"{V2}, 1.2.1: parameter reuse affects UNet more than PSPNet, although their W RMSE is of "
+    "the same order of magnitude.",
     "{key}: the mean Dice drop over all entries (layer, kind) is larger for UNet than for "
     "PSPNet (same target and source tasks).",
     "mean drop over UNet entries - mean drop over PSPNet entries (paired by seed, patient)",
     "entries (UNet + PSPNet)",
+    evidence=FIGURES,
 )
 CONTROL_SPECS = {
     condition: Spec(
         f"source-beats-{condition}",
-        "not in the paper (control after Zhang et al. 2019): a tensor is called reusable "
+        f"{OURS} (control after Zhang et al. 2019): a tensor is called reusable "
         "when the source's copy costs little Dice; that is transfer, not mere robustness, "
         f"only if the source's copy costs less than {word}.",
         "{key}: over the entries, replacing with the source's tensor drops Dice less than "
         f"{word}.",
         f"mean over entries of drop ({condition}) - drop (source)",
         "entries",
+        scope=OURS,
+        evidence="no control sweep in the paper",
     )
     for condition, word in (
         ("reinit", "re-initialising the tensor to the target's initial value"),
@@ -112,21 +131,21 @@ def conv_claim(comparison: Comparison, boot: Bootstrap) -> Claim:
     return claim_from(CONV_SPEC, comparison.key, interval, len(layers), detail)
 
 
-def first_rm_claim(comparison: Comparison, boot: Bootstrap) -> Claim:
-    drops = drops_of(comparison.files, "source")
-    if drops is None:
-        return inconclusive(FIRST_RM_SPEC, comparison.key, "no source-replacement rows")
-    rm = [entry for entry in drops.entries() if entry[0] == "bn" and entry[2] == "RM"]
-    if ("bn", 1, "RM") not in rm or len(rm) < 2:
-        return inconclusive(
-            FIRST_RM_SPEC, comparison.key, "needs RM of BN layer 1 and of another layer"
-        )
-    others = [entry for entry in rm if entry[1] != 1]
-    rival = max(others, key=lambda entry: (drops.frame[entry].mean(), -entry[1]))
-    first = drops.frame[("bn", 1, "RM")]
-    interval = boot.paired(drops.units(first), drops.units(drops.frame[rival]))
-    detail = f"drop RM 1 {first.mean():.4g}; largest other: RM {rival[1]} {drops.frame[rival].mean():.4g}"
-    return claim_from(FIRST_RM_SPEC, comparison.key, interval, len(rm), detail)
+def rm1_claim(comparison: Comparison, boot: Bootstrap) -> Claim:
+    source = drops_of(comparison.files, "source")
+    entry = ("bn", 1, "RM")
+    if source is None or entry not in source.entries():
+        return inconclusive(RM1_SPEC, comparison.key, "no source replacement of RM of BN layer 1")
+    for condition in ("reinit", "rerandom"):
+        control = drops_of(comparison.controls, condition)
+        if control is not None and entry in control.entries():
+            break
+    else:
+        return inconclusive(RM1_SPEC, comparison.key, "no control sweep replacing RM 1")
+    ours, theirs = source.frame[entry], control.frame[entry]
+    interval = boot.paired(source.units(ours), control.units(theirs))
+    detail = f"drop RM 1: source {ours.mean():.4g}, {condition} control {theirs.mean():.4g}"
+    return claim_from(RM1_SPEC, comparison.key, interval, 1, detail)
 
 
 def network_claims(comparisons: Sequence[Comparison], boot: Bootstrap) -> list[Claim]:
@@ -186,10 +205,10 @@ def sweep_claims(sweep_paths: Sequence[Path], evidence: Evidence, boot: Bootstra
     comparisons = comparisons_of(files)
     if not comparisons:
         why = evidence.absent("sweeps", "no sweep with source-replacement rows")
-        specs = [BN_SPEC, CONV_SPEC, FIRST_RM_SPEC, NETWORK_SPEC, *CONTROL_SPECS.values()]
+        specs = [BN_SPEC, CONV_SPEC, RM1_SPEC, NETWORK_SPEC, *CONTROL_SPECS.values()]
         return [inconclusive(spec, "", why) for spec in specs]
     claims: list[Claim] = []
-    for maker in (bn_claim, conv_claim, first_rm_claim):
+    for maker in (bn_claim, conv_claim, rm1_claim):
         claims += [maker(comparison, boot) for comparison in comparisons]
     claims += network_claims(comparisons, boot)
     for condition in CONTROL_SPECS:

@@ -2,12 +2,32 @@
 
 Evidence comes from the replacement sweep (drop of the mean foreground Dice, classes 1..3,
 NaN-skipping, when the source's tensor replaces the target's) and from the RMSE table.
-Rules, thresholds from config:
+Rules, thresholds from config (analysis.plan):
 
 - "sweep": reuse when dice_drop <= max_dice_drop[kind];
-- "rmse":  conv W by RMSE alone (rmse <= max_rmse_w, the paper's second version); the
-           other kinds by the sweep, since RMSE has no threshold for them;
-- "both":  the sweep for every kind AND, for conv W, the RMSE.
+- "rmse":  conv W by its relative RMSE alone (the paper's second version judges W by
+           RMSE); the other kinds by the sweep, since RMSE has no threshold for them;
+- "both":  the sweep for every kind AND, for conv W, the relative RMSE.
+
+Relative RMSE, the W criterion: rmse(target W, source W) / rms(target W), with
+rms(x) = sqrt(mean(x^2)); reuse when it is at most `max_rel_rmse_w`. An absolute RMSE
+cannot be judged by one number: a conv's initial scale falls with its fan-in, so two
+unrelated, randomly initialised PSPNets differ by only ~0.01-0.04 in absolute RMSE (below
+the former absolute threshold 0.05). Relative to the target's own scale, two independent
+draws of a zero-mean initialiser differ by sqrt(2) ~ 1.41 in every layer, whatever its
+fan-in.
+
+Calibration: at plan time two independently initialised, untrained models of the
+target's network (config networks entry; local encoder weights left out, so the pair
+shares nothing) are built with fixed seeds, and the relative RMSE of every non-head conv
+W is measured. A threshold that would judge any of those layers close is refused; the
+plan JSON records the rule, the random pair's min/median/max and the seeds (`calibration`,
+also under `thresholds`). Measured minima: 1.38-1.41 for the demo's and the paper's UNet
+and PSPNet, 1.31-1.32 for the tiny test networks (UNet width 4 with 36-scalar tensors,
+PSPNet encoder width 8), 1.23 for a UNet of width 2. The default 0.5 lies far below all
+of them: a reusable W must differ from the target's by at most half the target's own
+scale (a quarter of its energy), about a third of what an unrelated random kernel
+differs by.
 
 The head is never reused (decision "keep"); absent kinds are "absent". The share reused
 counts only decidable entries (neither head nor absent), as entries and as scalars: the
@@ -18,11 +38,13 @@ is 120 of 131 entries, its "92 % reused".
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from torch import nn
 
 from prrmse import provenance
@@ -30,7 +52,7 @@ from prrmse.errors import PrrmseError
 from prrmse.io import read_json, sha256_file, write_json_atomic
 from prrmse.layers import BN_KINDS, CONV_KINDS, KINDS_OF_FAMILY, index_layers, layer_label
 from prrmse.models.registry import ARCH_ATTR
-from prrmse.rmse import RMSE_COLUMNS, probe_shape
+from prrmse.rmse import RMS_COLUMNS, RMSE_COLUMNS, probe_shape
 from prrmse.tabular import read_table, require_columns
 
 RULES = ("sweep", "rmse", "both")
@@ -43,6 +65,14 @@ PLAN_KEYS = (
 ENTRY_KEYS = ("family", "layer", "module", "kind", "decision", "evidence")
 # How an error names the tensor a kind stands for.
 KIND_WORDS = dict(RM="running mean", RV="running var", RW="weight", RB="bias", W="weight", B="bias")
+W_KEY = "max_rel_rmse_w"
+W_CONFIG_KEY = f"analysis.plan.{W_KEY}"
+OLD_W_KEY = "max_rmse_w"
+W_CRITERION = f"conv W reusable only if rmse / rms(target's W) <= {W_KEY}, rms(x) = sqrt(mean(x^2))"
+# The random pair's seeds: fixed, distinct, and apart from the study's seeds (1, 2, ...).
+CALIBRATION_SEEDS = (101, 202)
+# Options that would make the pair share tensors (a local encoder weights file).
+SHARED_START_OPTIONS = ("encoder_weights",)
 
 
 def _as_bool(column: pd.Series) -> pd.Series:
@@ -69,8 +99,13 @@ def _check_rule(thresholds: Mapping[str, Any], rule: str, kinds: set[str]) -> No
             raise PrrmseError(
                 "thresholds.max_dice_drop", f"no threshold for kind {kind} (rule {rule!r})"
             )
-    if rule != "sweep" and "W" in kinds and thresholds.get("max_rmse_w") is None:
-        raise PrrmseError("thresholds.max_rmse_w", f"rule {rule!r} needs it")
+    if OLD_W_KEY in thresholds:
+        raise PrrmseError(
+            f"thresholds.{OLD_W_KEY}",
+            f"replaced by {W_KEY} (conv W RMSE relative to the target tensor's RMS)",
+        )
+    if rule != "sweep" and "W" in kinds and thresholds.get(W_KEY) is None:
+        raise PrrmseError(f"thresholds.{W_KEY}", f"rule {rule!r} needs it")
 
 
 def _layer_keys(table: pd.DataFrame) -> set[tuple[str, int, str]]:
@@ -101,7 +136,11 @@ def dice_drops(sweep: pd.DataFrame) -> dict[tuple[str, int, str], float]:
 
 
 def _judge(
-    kind: str, drop: float | None, rmse: float, thresholds: Mapping[str, Any], rule: str
+    kind: str,
+    drop: float | None,
+    relative: float | None,
+    thresholds: Mapping[str, Any],
+    rule: str,
 ) -> tuple[bool, str]:
     """Whether a decidable entry is reusable, and why, in one sentence."""
     checks: list[tuple[bool, str]] = []
@@ -114,17 +153,30 @@ def _judge(
                 (drop <= limit, f"dice drop {drop:.4g} {'<=' if drop <= limit else '>'} {limit:g}")
             )
     if rule != "sweep" and kind == "W":
-        limit = float(thresholds["max_rmse_w"])
-        checks.append(
-            (rmse <= limit, f"rmse {rmse:.4g} {'<=' if rmse <= limit else '>'} {limit:g}")
-        )
+        limit = float(thresholds[W_KEY])
+        if relative is None:
+            checks.append((False, "relative rmse undefined (no RMS of the target's W, or it is 0)"))
+        else:
+            ok = relative <= limit
+            checks.append((ok, f"relative rmse {relative:.4g} {'<=' if ok else '>'} {limit:g}"))
     return all(ok for ok, _ in checks), "; ".join(text for _, text in checks)
 
 
-def _entry(row: Any, drops: Mapping, thresholds: Mapping[str, Any], rule: str) -> dict[str, Any]:
+def relative_rmse(rmse: float | None, scale: float | None) -> float | None:
+    """rmse / rms of the target's tensor; None where either is missing or the scale is 0."""
+    if rmse is None or scale is None or not scale > 0:
+        return None
+    return rmse / scale
+
+
+def _entry(
+    row: Any, drops: Mapping, thresholds: Mapping[str, Any], rule: str, target_rms: str | None
+) -> dict[str, Any]:
     key = (row.family, int(row.layer), row.kind)
     label = f"{'BN' if row.family == 'bn' else 'conv'} {key[1]} {row.kind}"
     drop, rmse = drops.get(key), _number(row.rmse)
+    scale = _number(getattr(row, target_rms)) if target_rms else None
+    relative = relative_rmse(rmse, scale)
     if row.status == "absent":
         decision, reason = "absent", f"absent: {row.module} has no {KIND_WORDS[row.kind]}"
     elif row.head:
@@ -135,7 +187,7 @@ def _entry(row: Any, drops: Mapping, thresholds: Mapping[str, Any], rule: str) -
             raise PrrmseError("sweep table", f"no replaced rows for {label}")
         if rmse is None and rule != "sweep" and row.kind == "W":
             raise PrrmseError("rmse table", f"no rmse for {label}")
-        reusable, reason = _judge(row.kind, drop, rmse or 0.0, thresholds, rule)
+        reusable, reason = _judge(row.kind, drop, relative, thresholds, rule)
         decision = "reuse" if reusable else "keep"
     return {
         "family": row.family,
@@ -145,7 +197,106 @@ def _entry(row: Any, drops: Mapping, thresholds: Mapping[str, Any], rule: str) -
         "kind": row.kind,
         "decision": decision,
         "numel": None if pd.isna(row.numel) else int(row.numel),
-        "evidence": {"dice_drop": _number(drop), "rmse": rmse, "reason": reason},
+        "evidence": {
+            "dice_drop": _number(drop),
+            "rmse": rmse,
+            "target_rms": scale,
+            "rel_rmse": relative,
+            "reason": reason,
+        },
+    }
+
+
+def _check_rms(table: pd.DataFrame, column: str, where: str | Path) -> None:
+    if column not in RMS_COLUMNS:
+        raise PrrmseError(where, f"target scale column {column!r} is not one of {RMS_COLUMNS}")
+    if column not in table:
+        raise PrrmseError(
+            where,
+            f"no {column} column (the target tensor's RMS, which the relative-RMSE rule "
+            "divides by): written by an older prrmse rmse, rerun it",
+        )
+
+
+def check_calibration(calibration: Mapping[str, Any] | None, threshold: float) -> None:
+    """The threshold must be the calibrated one and pass no layer of the random pair."""
+    if calibration is None:
+        raise PrrmseError(
+            W_CONFIG_KEY, "the relative-RMSE rule needs its calibration on the target's network"
+        )
+    if not math.isclose(float(calibration["threshold"]), float(threshold)):
+        raise PrrmseError(
+            W_CONFIG_KEY,
+            f"calibration made for {calibration['threshold']:g}, the threshold is {threshold:g}",
+        )
+    if calibration["passes_random_layer"]:
+        pair = calibration["random_pair"]
+        raise PrrmseError(
+            W_CONFIG_KEY,
+            f"{threshold:g} would judge {len(calibration['random_layers_passed'])} of "
+            f"{pair['conv_w_layers']} conv W layers of two independently initialised "
+            f"{pair['arch']} models close (relative RMSE min {pair['min']:.3g}, median "
+            f"{pair['median']:.3g}); choose a value well below {pair['min']:.3g}",
+        )
+
+
+def calibrate(
+    network: Mapping[str, Any], threshold: float, seeds: Sequence[int] = CALIBRATION_SEEDS
+) -> dict[str, Any]:
+    """Relative RMSE of every non-head conv W between two independently initialised,
+    untrained models of `network` (a config networks entry: arch, options), and whether
+    `threshold` would judge any of them close.
+
+    Each model is built under its own seed inside `torch.random.fork_rng`, so the caller's
+    random state is left as it was. Options that load shared tensors (a local encoder
+    weights file) are left out: the pair must share nothing.
+    """
+    from prrmse.models import build_model
+    from prrmse.rmse import tensor_rmse
+
+    if len(seeds) != 2 or seeds[0] == seeds[1]:
+        raise PrrmseError("plan calibration", f"needs two distinct seeds, got {list(seeds)}")
+    arch = str(network["arch"])
+    given = dict(network.get("options") or {})
+    options = {k: v for k, v in given.items() if k not in SHARED_START_OPTIONS}
+    models = []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            models.append(build_model(arch, **options))
+    table = tensor_rmse(models[0], models[1], aligned=False)
+    weights = table[
+        (table["family"] == "conv")
+        & (table["kind"] == "W")
+        & ~table["head"].astype(bool)
+        & (table["status"] == "compared")
+    ]
+    if weights.empty:
+        raise PrrmseError(f"networks arch {arch}", "has no conv W to calibrate the plan's rule on")
+    relative = dict(
+        zip(weights["layer"].astype(int), weights["rmse"] / weights["rms_a"], strict=True)
+    )
+    passed = sorted(layer for layer, value in relative.items() if value <= threshold)
+    values = list(relative.values())
+    return {
+        "rule": W_CRITERION,
+        "scale": "rms(target's W) = sqrt(mean(w^2)); two independent draws of a zero-mean "
+        "initialiser differ by sqrt(2) ~ 1.414 relative to it",
+        "key": W_CONFIG_KEY,
+        "threshold": float(threshold),
+        "random_pair": {
+            "arch": arch,
+            "options": options,
+            "left_out": sorted(set(given) - set(options)),
+            "seeds": [int(seed) for seed in seeds],
+            "conv_w_layers": len(values),
+            "min": float(min(values)),
+            "min_layer": min(relative, key=relative.__getitem__),
+            "median": float(statistics.median(values)),
+            "max": float(max(values)),
+        },
+        "passes_random_layer": bool(passed),
+        "random_layers_passed": passed,
     }
 
 
@@ -155,10 +306,15 @@ def make_plan(
     thresholds: Mapping[str, Any],
     rule: str,
     where: str = "sweep vs rmse",
+    target_rms: str = "rms_a",
+    calibration: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Decisions for every (layer, kind) of the RMSE table, shares and non-reusable layers.
 
-    `rmse_df` holds one pair (tensor_rmse, or one pair of pairwise_rmse).
+    `rmse_df` holds one pair (tensor_rmse, or one pair of pairwise_rmse); `target_rms`
+    names its column with the target's tensor RMS (rms_a: the target is model a).
+    `calibration` (from `calibrate`) is required when the rule judges conv W by relative
+    RMSE, and recorded in the plan either way.
     """
     require_columns(sweep_df, SWEEP_COLUMNS, "sweep table")
     require_columns(rmse_df, RMSE_COLUMNS, "rmse table")
@@ -166,24 +322,36 @@ def make_plan(
         raise PrrmseError("rmse table", "holds several pairs; pass the target/source pair's rows")
     rmse = rmse_df.assign(head=_as_bool(rmse_df["head"]), layer=rmse_df["layer"].astype(int))
     _check_same_layers(sweep_df, rmse, where)
-    _check_rule(thresholds, rule, set(rmse.loc[rmse["status"] == "compared", "kind"]))
+    compared = set(rmse.loc[rmse["status"] == "compared", "kind"])
+    _check_rule(thresholds, rule, compared)
+    judges_w = rule != "sweep" and "W" in compared
+    if judges_w:
+        _check_rms(rmse, target_rms, "rmse table")
+        check_calibration(calibration, float(thresholds[W_KEY]))
+    scale = target_rms if target_rms in rmse else None
     order = {kind: i for i, kind in enumerate((*BN_KINDS, *CONV_KINDS))}
     rmse = rmse.sort_values(
         ["family", "layer", "kind"], key=lambda c: c.map(order) if c.name == "kind" else c
     )
     drops = dice_drops(sweep_df)
-    entries = [_entry(row, drops, thresholds, rule) for row in rmse.itertuples(index=False)]
+    entries = [_entry(row, drops, thresholds, rule, scale) for row in rmse.itertuples(index=False)]
 
     decidable = [e for e in entries if e["decision"] != "absent" and not e["head"]]
     reused = [e for e in decidable if e["decision"] == "reuse"]
     scalars = sum(e["numel"] for e in decidable)
+    recorded = dict(calibration) if calibration is not None else None
     return {
         "layer_counts": {
             family: int(rmse.loc[rmse["family"] == family, "layer"].nunique())
             for family in KINDS_OF_FAMILY
         },
-        "thresholds": dict(thresholds),
+        "thresholds": {
+            **dict(thresholds),
+            "w_criterion": W_CRITERION if rule != "sweep" else "by the sweep (rule 'sweep')",
+            "calibration": recorded,
+        },
         "rule": rule,
+        "calibration": recorded,
         "entries": entries,
         "share": {
             "entries": len(reused) / len(decidable) if decidable else None,
@@ -212,15 +380,20 @@ def _check_pair(path: Path, table: pd.DataFrame, target: str, source: str) -> No
             raise PrrmseError(path, f"made for {role} {wrong[0]!r}, the plan's {role} is {name!r}")
 
 
-def _pair_rows(path: Path, table: pd.DataFrame, target: str, source: str) -> pd.DataFrame:
+def _pair_rows(
+    path: Path, table: pd.DataFrame, target: str, source: str
+) -> tuple[pd.DataFrame, str]:
+    """The pair's rows and the column holding the target's RMS (rms_a unless the target is
+    model b; a table without model columns is taken to have the target as model a)."""
     if "model_a" not in table:
-        return table
+        return table, RMS_COLUMNS[0]
     pairs = {(target, source), (source, target)}
     rows = table[[pair in pairs for pair in zip(table["model_a"], table["model_b"], strict=True)]]
     if rows.empty:
         found = sorted(set(zip(table["model_a"], table["model_b"], strict=True)))[:3]
         raise PrrmseError(path, f"no rows for the pair {target} / {source} (pairs: {found})")
-    return rows
+    target_is_a = str(rows["model_a"].iloc[0]) == target
+    return rows, RMS_COLUMNS[0] if target_is_a else RMS_COLUMNS[1]
 
 
 def run_plan(
@@ -231,23 +404,53 @@ def run_plan(
     rule: str,
     target_name: str,
     source_name: str,
+    network: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Read a sweep CSV and an RMSE CSV of one target/source pair; write the plan JSON."""
+    """Read a sweep CSV and an RMSE CSV of one target/source pair; write the plan JSON.
+
+    `network` is the target's config networks entry (arch, options): the relative-RMSE
+    rule is calibrated on two untrained models of it (`calibrate`); it is required when
+    the rule judges conv W by RMSE.
+    """
     sweep_csv, rmse_csv = Path(sweep_csv), Path(rmse_csv)
     sweep = read_table(sweep_csv, SWEEP_COLUMNS)
     rmse = read_table(rmse_csv, RMSE_COLUMNS)
     _check_pair(sweep_csv, sweep, target_name, source_name)
-    rmse = _pair_rows(rmse_csv, rmse, target_name, source_name)
-    plan = make_plan(sweep, rmse, thresholds, rule, where=f"{sweep_csv} vs {rmse_csv}")
+    rmse, target_rms = _pair_rows(rmse_csv, rmse, target_name, source_name)
     stamps = [provenance.read_csv_provenance(path) or {} for path in (rmse_csv, sweep_csv)]
     arch = next((stamp["arch"] for stamp in stamps if "arch" in stamp), None)
+    calibration = None
+    if network is not None:
+        if arch is not None and str(network["arch"]) != str(arch):
+            raise PrrmseError(
+                rmse_csv,
+                f"made for architecture {arch!r}, the target's network entry is "
+                f"{network['arch']!r}",
+            )
+        if thresholds.get(W_KEY) is not None:
+            calibration = calibrate(network, float(thresholds[W_KEY]))
+    if rule != "sweep":
+        _check_rms(rmse, target_rms, rmse_csv)
+    plan = make_plan(
+        sweep,
+        rmse,
+        thresholds,
+        rule,
+        where=f"{sweep_csv} vs {rmse_csv}",
+        target_rms=target_rms,
+        calibration=calibration,
+    )
     result = {
         "target": target_name,
         "source": source_name,
         "arch": arch,
         **plan,
         "provenance": provenance.stamp(
-            config={"thresholds": dict(thresholds), "rule": rule},
+            config={
+                "thresholds": dict(thresholds),
+                "rule": rule,
+                "network": dict(network) if network is not None else None,
+            },
             inputs={str(path): sha256_file(path) for path in (sweep_csv, rmse_csv)},
         ),
     }

@@ -1,55 +1,64 @@
 """The paper's Table 1: ACDC segmentation Dice after reuse fine-tuning, ours beside the paper's.
 
 Runs: 10 and 50 training patients, each from scratch and from T1-seg, T1-auto and RVSC-seg
-parameters, frozen or fine-tuned (14 runs a seed). Each run gives its metrics.json from
-train.py: per-class Dice (classes 0..3, background included; NaN where undefined) and
-`dice_mean`, the mean over the foreground classes 1..3 (NaN skipped), the same number that
-selects the best epoch. The paper's baselines quote RV, MYO and LV only, so its "mean" is
-taken to be over those three; the background Dice, near 1 everywhere, would only dilute
-differences. With several seeds a cell is the mean over seeds (NaN skipped) and
-`dice_mean_sd` their standard deviation.
+parameters, frozen or fine-tuned (14 runs a seed), plus optional selffer controls. Each run
+gives its metrics.json from train.py: per-class Dice (classes 0..3, background included;
+NaN where undefined) and `dice_mean`, the mean over the foreground classes 1..3.
 
-Row order: for 10, then 50 patients, scratch, then for each source frozen, fine-tuned. The
-paper's own row order could not be checked (no copy of its Table 1 in our sources).
+Two means, both labelled: `dice_mean4`, the mean of all four classes, is the paper's
+definition (its printed mean includes background: row 1, n10, (0.99+0.62+0.60+0.70)/4 =
+0.73) and the one compared with the paper's; `dice_fg`, the mean over RV, MYO and LV,
+which background (near 1 everywhere) does not dilute. With several seeds a cell is the mean
+over seeds (NaN skipped); `dice_mean4` gets a 95 % bootstrap interval over seeds and, where
+every run of the row has per-patient Dice, over validation patients.
 
-The paper's values come from resources/paper_table1.csv, which holds none yet: its cells are
-empty until someone transcribes them, and an empty cell shows as "n/a" for the paper and
-the difference, never as a guess. `table1_findings` evaluates statements about Table 1
-(as the study's brief reads the paper) on our numbers, and on the paper's where filled.
+The paper's values come from the package resource `paper_table1.csv` (`prrmse.paper`),
+rows in the paper's order; its misprinted n50 RVSC-seg freeze mean is replaced by the mean
+of its classes and flagged in `paper_note`. The statements about Table 1 are evaluated in
+`prrmse.table1_findings`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from prrmse import provenance
+from prrmse import paper, provenance
 from prrmse.errors import PrrmseError
 from prrmse.io import atomic_path, read_json, sha256_file
 from prrmse.stats import bootstrap_ci
 from prrmse.summary import DEFAULT_BOOTSTRAP, BootstrapSettings
+from prrmse.table1_findings import MIN_SEEDS, table1_findings
 from prrmse.tabular import read_table
 
 SOURCES = ("T1-seg", "T1-auto", "RVSC-seg")
 N_TRAIN = (10, 50)
 MODES = ("scratch", "freeze", "finetune", "selffer")
 KEYS = ["n_train", "source", "mode"]
-DICE = ["dice_0", "dice_1", "dice_2", "dice_3", "dice_mean"]
+CLASSES = ["dice_0", "dice_1", "dice_2", "dice_3"]
+DICE = [*CLASSES, "dice_mean4", "dice_fg"]
 CLASS_LABELS = {
     "dice_0": "BG",
     "dice_1": "RV",
     "dice_2": "MYO",
     "dice_3": "LV",
-    "dice_mean": "mean",
+    "dice_mean4": "mean (4 classes)",
+    "dice_fg": "mean (RV, MYO, LV)",
 }
-PAPER_CSV = Path(str(resources.files("prrmse") / "resources" / "paper_table1.csv"))
+# Ours first, then the paper's, both on the 4-class mean; the foreground mean after.
+COLUMNS = [
+    *KEYS, "n_seeds", *CLASSES, "dice_mean4", "dice_mean4_low", "dice_mean4_high",
+    "dice_mean4_sd", "n_patients", *(f"paper_{c}" for c in CLASSES), "paper_dice_mean4",
+    "diff_dice_mean4", "dice_fg", "paper_dice_fg", "diff_dice_fg", "paper_note",
+]  # fmt: skip
+PAPER_CSV = paper.TABLE1_CSV
 Key = tuple[int, str | None, str]
+_source = paper.source_label
 
 
 def paper_order() -> list[Key]:
@@ -60,15 +69,6 @@ def paper_order() -> list[Key]:
         for key in [(n, None, "scratch")]
         + [(n, source, mode) for source in SOURCES for mode in ("freeze", "finetune")]
     ]
-
-
-def _source(value: Any) -> str | None:
-    # Scratch rows have no source: None in runs, an empty cell (NaN) in CSVs.
-    return (
-        None
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
-        else str(value)
-    )
 
 
 def _run_key(number: int, run: dict[str, Any]) -> Key:
@@ -92,38 +92,23 @@ def _run_key(number: int, run: dict[str, Any]) -> Key:
 
 
 def read_metrics(path: Path) -> dict[str, float]:
-    """dice_0..dice_3 and dice_mean of one run's metrics.json (NaN kept)."""
+    """dice_0..dice_3, their mean (dice_mean4) and the foreground mean (dice_fg), NaN kept."""
     metrics = read_json(path)
     dice = metrics.get("dice") if isinstance(metrics, dict) else None
     if not isinstance(dice, list) or len(dice) != 4 or "dice_mean" not in metrics:
         raise PrrmseError(
             path, "not a segmentation metrics.json (needs dice: 4 classes, dice_mean)"
         )
-    values = [*dice, metrics["dice_mean"]]
-    return {
-        name: float("nan") if v is None else float(v) for name, v in zip(DICE, values, strict=True)
-    }
+    classes = [math.nan if v is None else float(v) for v in dice]
+    finite = [v for v in classes if not math.isnan(v)]
+    mean4 = sum(finite) / len(finite) if finite else math.nan
+    fg = math.nan if metrics["dice_mean"] is None else float(metrics["dice_mean"])
+    return dict(zip(DICE, [*classes, mean4, fg], strict=True))
 
 
 def read_paper(path: Path = PAPER_CSV) -> pd.DataFrame:
-    """The paper's values by row key; empty cells are NaN, values must be fractions."""
-    table = read_table(Path(path), [*KEYS, *DICE])
-    table["source"] = pd.Series([_source(value) for value in table["source"]], dtype=object)
-    table["n_train"] = table["n_train"].astype(int)
-    for column in DICE:
-        values = pd.to_numeric(table[column], errors="coerce")
-        bad = values.isna() & table[column].notna()
-        if bad.any():
-            raise PrrmseError(path, f"{column}: {table.loc[bad, column].iloc[0]!r} is not a number")
-        if ((values < 0) | (values > 1)).any():
-            raise PrrmseError(
-                path, f"{column}: Dice must be a fraction in [0, 1], not a percentage"
-            )
-        table[column] = values.astype(float)
-    duplicated = table.duplicated(KEYS)
-    if duplicated.any():
-        raise PrrmseError(path, f"duplicate row {tuple(table.loc[duplicated, KEYS].iloc[0])}")
-    return table
+    """The paper's Table 1 (see `prrmse.paper.read_table1`)."""
+    return paper.read_table1(path)
 
 
 def table1(
@@ -134,9 +119,7 @@ def table1(
     """Our Dice per row (mean over seeds), the paper's and ours minus the paper's, in paper order.
 
     Each run: {"n_train", "source", "mode", "metrics_json"[, "seed", "patients_csv"]}. Only
-    rows with runs appear; two runs of one row with the same seed are an error. The mean
-    Dice gets a 95 % bootstrap interval over seeds and, where every run of the row has its
-    per-patient Dice (patients.csv), over validation patients.
+    rows with runs appear; two runs of one row with the same seed are an error.
     """
     if not runs:
         raise PrrmseError("table1", "no runs given")
@@ -152,41 +135,39 @@ def table1(
         seen.add((key, run.get("seed")))
         by_key.setdefault(key, []).append(read_metrics(Path(run["metrics_json"])))
         patients.setdefault(key, []).append(_patient_means(run.get("patients_csv")))
-    paper = {
-        (int(row["n_train"]), _source(row["source"]), row["mode"]): row
-        for _, row in read_paper(paper_csv).iterrows()
-    }
-    rows = []
+    given = paper.table1_rows(paper_csv)
     order = paper_order()
     # selffer controls follow the runs of their patient count
     order = sorted(by_key, key=lambda k: (k[0], order.index(k) if k in order else len(order)))
+    rows = []
     for key in order:
         ours = pd.DataFrame(by_key[key])[DICE].to_numpy(dtype=float)
+        mean4 = ours[:, DICE.index("dice_mean4")]
         row: dict[str, Any] = dict(zip(KEYS, key, strict=True)) | {"n_seeds": len(ours)}
         row |= dict(zip(DICE, _nanmean(ours), strict=True))
-        row["dice_mean_sd"] = float(np.nanstd(ours[:, -1], ddof=1)) if len(ours) > 1 else math.nan
-        row["dice_mean_low"], row["dice_mean_high"], row["n_patients"] = _interval(
-            ours[:, -1], patients[key], bootstrap
+        row["dice_mean4_sd"] = float(np.nanstd(mean4, ddof=1)) if len(ours) > 1 else math.nan
+        row["dice_mean4_low"], row["dice_mean4_high"], row["n_patients"] = _interval(
+            mean4, patients[key], bootstrap
         )
-        given = paper.get(key)
+        reference = given.get(key)
         for column in DICE:
-            value = float(given[column]) if given is not None else math.nan
-            row[f"paper_{column}"] = value
-            row[f"diff_{column}"] = row[column] - value
+            row[f"paper_{column}"] = float(reference[column]) if reference is not None else math.nan
+        for column in ("dice_mean4", "dice_fg"):
+            row[f"diff_{column}"] = row[column] - row[f"paper_{column}"]
+        row["paper_note"] = reference["note"] if reference is not None else "not in the paper"
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows)[COLUMNS]
     # object dtype, so a scratch row's source stays None (a string column would make it NaN)
     table["source"] = pd.Series([row["source"] for row in rows], dtype=object)
     return table
 
 
 def _patient_means(path: Any) -> pd.Series | None:
-    """Per validation patient, the mean foreground Dice (classes 1..3, NaN skipped)."""
+    """Per validation patient, the mean Dice of the four classes (NaN skipped), as dice_mean4."""
     if path is None or not Path(path).exists():
         return None
     table = read_table(Path(path), ["patient", "class", "dice"])
-    foreground = table[table["class"].astype(int) > 0]
-    return foreground.groupby("patient")["dice"].mean()
+    return table.groupby("patient")["dice"].mean()
 
 
 def _interval(
@@ -208,76 +189,33 @@ def _nanmean(values: np.ndarray) -> list[float]:
     return [float(np.nanmean(col)) if np.isfinite(col).any() else math.nan for col in values.T]
 
 
-# --- findings -----------------------------------------------------------------------------
-
-CLAIMS: list[tuple[str, Key, str, Key]] = [
-    ("T1-auto (fine-tuned) beats scratch at 10 patients", (10, "T1-auto", "finetune"), ">", (10, None, "scratch")),
-    ("T1-seg (fine-tuned) does worse than scratch at 10 patients", (10, "T1-seg", "finetune"), "<", (10, None, "scratch")),
-] + [
-    (f"freezing loses to fine-tuning: {source}, {n} patients", (n, source, "freeze"), "<", (n, source, "finetune"))
-    for n in N_TRAIN
-    for source in SOURCES
-]  # fmt: skip
-
-
-def _label(key: Key) -> str:
-    n, source, mode = key
-    return f"n{n} scratch" if source is None else f"n{n} {source} {mode}"
-
-
-def _compare(left: float, op: str, right: float) -> bool | None:
-    if math.isnan(left) or math.isnan(right):
-        return None
-    return left > right if op == ">" else left < right
-
-
-def table1_findings(table: pd.DataFrame, metric: str = "dice_mean") -> list[dict[str, Any]]:
-    """Each statement about Table 1 with its two values and whether it holds (None: a value
-    is missing or undefined), on our numbers and, where filled, on the paper's."""
-    index = {
-        (int(row["n_train"]), _source(row["source"]), row["mode"]): row
-        for _, row in table.iterrows()
-    }
-    findings = []
-    for statement, left, op, right in CLAIMS:
-        found: dict[str, Any] = {
-            "finding": statement,
-            "metric": metric,
-            "left": _label(left),
-            "right": _label(right),
-        }
-        for prefix, label in (("", "ours"), ("paper_", "paper")):
-            values = [
-                float(index[key][prefix + metric]) if key in index else math.nan
-                for key in (left, right)
-            ]
-            found |= {f"{label}_left": values[0], f"{label}_right": values[1]}
-            found[f"holds_{label}"] = _compare(values[0], op, values[1])
-        findings.append(found)
-    return findings
-
-
 # --- writing ------------------------------------------------------------------------------
 
 
 def _header(column: str) -> str:
+    names = {
+        "n_train": "n", "n_seeds": "seeds", "n_patients": "patients", "paper_note": "paper note",
+        "dice_mean4_sd": "mean (4) sd over seeds", "dice_mean4_low": "mean (4) 95% low",
+        "dice_mean4_high": "mean (4) 95% high", "paper_dice_fg": "paper mean (RV, MYO, LV), computed",
+    }  # fmt: skip
+    if column in names:
+        return names[column]
     for prefix, word in (("paper_", "paper "), ("diff_", "Δ ")):
         if column.startswith(prefix):
             return word + CLASS_LABELS[column[len(prefix) :]]
-    names = {"n_train": "n", "n_seeds": "seeds", "n_patients": "patients", "dice_mean_sd": "mean sd",
-             "dice_mean_low": "mean 95% low", "dice_mean_high": "mean 95% high"}  # fmt: skip
-    return names.get(column, CLASS_LABELS.get(column, column))
+    return CLASS_LABELS.get(column, column)
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
     """Text cells: 3 decimals; ours undefined "NaN", the paper's (and so the difference) "n/a"."""
     shown = table.copy().astype(object)
     for column in table.columns:
-        if column in KEYS or column in ("n_seeds", "n_patients"):
+        if column in KEYS or column in ("n_seeds", "n_patients", "paper_note"):
             continue
         missing = "n/a" if column.startswith(("paper_", "diff_")) else "NaN"
         shown[column] = [missing if pd.isna(v) else f"{v:.3f}" for v in table[column]]
     shown["source"] = ["—" if _source(s) is None else s for s in table["source"]]
+    shown["paper_note"] = ["" if pd.isna(v) else str(v) for v in table["paper_note"]]
     return shown
 
 
@@ -304,9 +242,12 @@ def _latex(shown: pd.DataFrame, caption: str) -> str:
 
 
 CAPTION = (
-    "Table 1: ACDC segmentation Dice (BG, RV, MYO, LV; mean over RV, MYO, LV) after training "
-    "with 10 or 50 patients from scratch or from T1-seg, T1-auto, RVSC-seg parameters, frozen "
-    "or fine-tuned; the paper's values (arXiv 2008.03411) and ours minus the paper's."
+    "Table 1: ACDC segmentation Dice (BG, RV, MYO, LV) after training PSPNet-ResNet18 with 10 "
+    "or 50 patients from scratch or from T1-seg, T1-auto, RVSC-seg parameters, frozen or "
+    "fine-tuned. Mean (4 classes), background included, is the paper's definition and is "
+    "compared with the paper's (arXiv 2008.03411, Table 1); mean (RV, MYO, LV) is the "
+    "foreground mean, computed for the paper from its classes. Intervals: 95 % bootstrap "
+    "over seeds and validation patients."
 )
 
 
@@ -340,23 +281,16 @@ def write_findings(findings: list[dict[str, Any]], path: Path, record: dict[str,
         temp.write_text(provenance.csv_header(record) + frame.to_csv(index=False))
 
 
-def _recorded(path: Path) -> str:
-    """The packaged paper table by its place in the package, so the stamp (and the table's
-    bytes) do not depend on where the code is checked out; other inputs as given."""
-    if Path(path).resolve() == PAPER_CSV.resolve():
-        return "prrmse/resources/paper_table1.csv"
-    return str(path)
-
-
 def make_table1(
     runs: Sequence[dict[str, Any]],
     out_base: Path,
     paper_csv: Path = PAPER_CSV,
     bootstrap: BootstrapSettings = DEFAULT_BOOTSTRAP,
+    min_seeds: int = MIN_SEEDS,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Table 1 and its findings from the runs: <out_base>.{csv,md,tex} and <out_base>-findings.csv."""
     table = table1(runs, paper_csv, bootstrap)
-    findings = table1_findings(table)
+    findings = table1_findings(table, min_seeds)
     inputs = [Path(run["metrics_json"]) for run in runs] + [Path(paper_csv)]
     inputs += [Path(run["patients_csv"]) for run in runs if run.get("patients_csv")]
     record = provenance.stamp(
@@ -366,8 +300,33 @@ def make_table1(
             for run in runs
         ],
         bootstrap={"n_boot": bootstrap.n_boot, "level": bootstrap.level, "seed": bootstrap.seed},
-        inputs={_recorded(path): sha256_file(path) for path in inputs},
+        min_seeds=min_seeds,
+        inputs={paper.recorded_name(path): sha256_file(path) for path in inputs},
     )
     write_table1(table, out_base, record)
     write_findings(findings, Path(f"{out_base}-findings.csv"), record)
+    write_table1_metrics(table, Path(f"{out_base}-metrics.json"), record)
     return table, findings
+
+
+def write_table1_metrics(table: pd.DataFrame, path: Path, record: dict[str, Any]) -> None:
+    """<out_base>-metrics.json for `dvc metrics show`/`diff`: per row ("n10 T1-seg freeze"),
+    our mean Dice over the four classes and over the foreground, and the paper's 4-class
+    mean; NaN is written as null (DVC skips it). Only the stamp's code version is kept:
+    DVC shows every value of a metrics file as a column."""
+    from prrmse.io import write_json_atomic
+
+    def number(value: Any) -> float | None:
+        return None if value is None or pd.isna(value) else round(float(value), 6)
+
+    rows: dict[str, dict[str, float | int | None]] = {}
+    for _, row in table.iterrows():
+        key = (int(row["n_train"]), _source(row["source"]), str(row["mode"]))
+        rows[paper.table1_label(key)] = {
+            "dice_mean4": number(row["dice_mean4"]),
+            "dice_fg": number(row["dice_fg"]),
+            "paper_dice_mean4": number(row["paper_dice_mean4"]),
+            "n_seeds": int(row["n_seeds"]),
+        }
+    payload = {"table1": rows, "provenance": {"table": "table1", "code": record.get("code")}}
+    write_json_atomic(path, payload)

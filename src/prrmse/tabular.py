@@ -39,6 +39,9 @@ def require_columns(table: pd.DataFrame, required: list[str], where: str | Path)
 
 # The columns of an RMSE table (prrmse.rmse writes them; readers here need no torch).
 RMSE_COLUMNS = ["family", "layer", "module", "head", "kind", "status", "numel", "rmse"]
+# Written after RMSE_COLUMNS (and rmse_aligned): each tensor's RMS, model a's and model b's.
+# Not required by every reader; the plan needs them to judge conv W by relative RMSE.
+RMS_COLUMNS = ["rms_a", "rms_b"]
 
 
 def write_table_csv(path: Path, table: pd.DataFrame, stamp: dict) -> None:
