@@ -56,6 +56,13 @@ def rebuilt(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     return copy.eval()
 
 
+def same_function(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal up to float32 rounding: a permutation reorders the sums over channels, so the
+    absolute tolerance scales with the outputs (PSPNet's reach ~6; near-zero outputs then
+    differ by ~1e-5 on some CPUs' kernels)."""
+    return torch.allclose(a, b, atol=1e-5 * max(1.0, float(b.abs().max())), rtol=1e-4)
+
+
 def outputs(model: nn.Module) -> torch.Tensor:
     x = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
@@ -72,7 +79,7 @@ def test_random_permutations_leave_the_function_unchanged(key: str) -> None:
         permuted = apply_permutations(spec, model.state_dict(), perms)
         changed = [k for k, v in permuted.items() if not torch.equal(v, model.state_dict()[k])]
         assert len(changed) > len(permuted) // 2  # the permutation really moved tensors
-        assert torch.allclose(outputs(rebuilt(model, permuted)), expected, atol=1e-5, rtol=1e-4)
+        assert same_function(outputs(rebuilt(model, permuted)), expected)
 
 
 @pytest.mark.parametrize("key", list(ARCHS))
@@ -91,8 +98,8 @@ def test_permuted_copy_aligns_to_zero_rmse_and_same_outputs(key: str) -> None:
 
     aligned, _ = align_models(model, copy)
     reference = outputs(model)
-    assert torch.allclose(outputs(rebuilt(model, aligned)), reference, atol=1e-5, rtol=1e-4)
-    assert torch.allclose(outputs(copy), reference, atol=1e-5, rtol=1e-4)
+    assert same_function(outputs(rebuilt(model, aligned)), reference)
+    assert same_function(outputs(copy), reference)
 
 
 def _squared_distance(
@@ -114,7 +121,7 @@ def test_alignment_never_increases_the_total_squared_distance(key: str) -> None:
     assert _squared_distance(ref_state, aligned, matched) < before
     assert any(not torch.equal(p, torch.arange(len(p))) for p in perms.values())
     # and the aligned model still computes what `other` computes
-    assert torch.allclose(outputs(rebuilt(other, aligned)), outputs(other), atol=1e-5, rtol=1e-4)
+    assert same_function(outputs(rebuilt(other, aligned)), outputs(other))
 
 
 def test_table_sum_of_squares_is_no_larger_after_alignment() -> None:

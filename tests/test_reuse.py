@@ -20,7 +20,8 @@ from prrmse.naming import RunSpec, parse_model_name, parse_run_name, run_label
 from prrmse.provenance import read_csv_provenance
 from prrmse.reuse import plan_setup
 from prrmse.rmse import probe_shape
-from prrmse.train import train_model
+from prrmse.start import resolve_start
+from prrmse.train import initial_model, train_model
 from tests.test_rmse import save_unet
 
 TARGET = "unet-seg-acdc-s1"
@@ -36,10 +37,19 @@ REUSED = {
 }  # fmt: skip
 
 
-def scratch(width: int = 4, seed: int = 1) -> nn.Module:
-    """The target as train_model initialises it: torch seeded with the run's seed."""
-    torch.manual_seed(seed)
-    return build_model("unet", width=width)
+def scratch(width: int = 4, seed: int | None = None) -> nn.Module:
+    """The target as train_model starts it (its recorded start), or with `seed` a model
+    drawn with torch seeded by it (a source)."""
+    network = {"arch": "unet", "options": {"width": width}}
+    if seed is not None:
+        return initial_model(network, seed)
+    return initial_model(network, resolve_start(network, parse_model_name(TARGET)))
+
+
+def stays_as_loaded(key: tuple, frozen_bn: str) -> bool:
+    """Whether a frozen tensor is bit-identical after training: parameters always; BN
+    running statistics unless `update` (plain PyTorch) lets them follow the data."""
+    return key[2] not in ("RM", "RV") or frozen_bn != "update"
 
 
 def save_source(path: Path, width: int = 4, seed: int = 7) -> Path:
@@ -96,31 +106,68 @@ def inputs(tmp_path: Path) -> tuple[Path, Path]:
     return source, write_plan(tmp_path / "plan.json", scratch(), REUSED)
 
 
-def test_freeze_keeps_every_reused_tensor_bit_identical_through_training(
-    tiny_config, tiny_data, tmp_path, inputs
+@pytest.mark.parametrize("frozen_bn", ["update", "hold", "eval"])
+def test_freeze_after_real_training_steps_in_each_frozen_bn_mode(
+    tiny_config, tiny_data, tmp_path, inputs, frozen_bn
 ) -> None:
     source_path, plan_path = inputs
-    record = train(
-        tiny_config, tiny_data, tmp_path / "run", plan_setup(source_path, plan_path, "freeze")
-    )
+    setup = plan_setup(source_path, plan_path, "freeze", frozen_bn)
+    record = train(tiny_config, tiny_data, tmp_path / "run", setup)
     source, init = load_model(source_path)[0], scratch()
     expected_scalars = sum(
         get_tensor(init, layer, kind).numel()
         for layer, kind, key in entries_of(init)
         if key in REUSED
     )
+    # BN 1, 2 and 3 have loaded running statistics: eval mode runs those modules in eval
+    eval_bn = ["inc.double_conv.1", "inc.double_conv.4", "down1.maxpool_conv.1.double_conv.1"]
     assert record["setup"] == {
-        "mode": "freeze", "source": "source", "source_sha256": record["setup"]["source_sha256"],
+        "mode": "freeze", "frozen_bn": frozen_bn, "source": "source",
+        "source_sha256": record["setup"]["source_sha256"],
         "plan": str(plan_path), "plan_sha256": record["setup"]["plan_sha256"],
         "loaded": len(REUSED), "frozen": len(REUSED), "frozen_scalars": expected_scalars,
+        "eval_bn": eval_bn if frozen_bn == "eval" else [],
     }  # fmt: skip
     trained = load_model(tmp_path / "run" / "model.safetensors")[0]
     for layer, kind, key in entries_of(trained):
         now = get_tensor(trained, layer, kind)
         if key in REUSED:
-            assert torch.equal(now, get_tensor(source, layer, kind)), key
+            same = torch.equal(now, get_tensor(source, layer, kind))
+            assert same == stays_as_loaded(key, frozen_bn), key
+            if not same:  # update: the statistics follow the retrained layers' outputs
+                assert torch.isfinite(now).all() and key[2] in ("RM", "RV")
+        elif frozen_bn == "eval" and key == ("bn", 3, "RV"):
+            # its module runs in eval mode: the unloaded twin of a loaded RM stays too
+            assert torch.equal(now, get_tensor(init, layer, kind)), key
         elif trains_visibly(layer, kind):
             assert not torch.equal(now, get_tensor(init, layer, kind)), key
+    # weight and bias of BN 1 train in every mode, eval included (gradients pass)
+    bn1 = next(layer for layer, _, key in entries_of(trained) if key == ("bn", 1, "RW"))
+    assert not torch.equal(get_tensor(trained, bn1, "RW"), get_tensor(init, bn1, "RW"))
+
+
+def test_frozen_bn_modes_differ_in_what_a_training_step_normalises_with(inputs) -> None:
+    """One forward pass in train mode: update and hold normalise with batch statistics
+    (update then moves the running ones), eval with the loaded running statistics."""
+    source_path, plan_path = inputs
+    images = torch.randn(4, 1, 32, 32)
+    outputs, stats = {}, {}
+    for frozen_bn in ("update", "hold", "eval"):
+        model = scratch()
+        plan_setup(source_path, plan_path, "freeze", frozen_bn)(model)
+        model.train()
+        bn = model.get_submodule("inc.double_conv.1")
+        captured = []
+        bn.register_forward_hook(lambda _m, _i, out, keep=captured: keep.append(out.detach()))
+        model(images)
+        assert model.training and bn.training  # the model's own mode, seen from outside
+        outputs[frozen_bn], stats[frozen_bn] = captured[0], bn.running_mean.clone()
+    source = load_model(source_path)[0].get_submodule("inc.double_conv.1")
+    assert torch.equal(outputs["update"], outputs["hold"])
+    assert not torch.equal(outputs["eval"], outputs["update"])
+    assert not torch.equal(stats["update"], source.running_mean)
+    assert torch.equal(stats["hold"], source.running_mean)
+    assert torch.equal(stats["eval"], source.running_mean)
 
 
 def test_finetune_starts_from_the_source_and_trains_everything(
@@ -153,7 +200,7 @@ def test_selffer_source_is_the_targets_own_trained_model(tiny_config, tiny_data,
     plan_path = write_plan(tmp_path / "plan.json", scratch(), REUSED)
     setup = plan_setup(own / "model.safetensors", plan_path, "selffer")
     record = train(tiny_config, tiny_data, tmp_path / "selffer", setup)
-    assert record["setup"]["mode"] == "selffer"
+    assert record["setup"]["mode"] == "selffer" and record["setup"]["frozen_bn"] == "update"
     assert record["setup"]["source"] == TARGET and record["setup"]["frozen"] == len(REUSED)
     first = load_model(own / "model.safetensors")[0]
     again, again_record = load_model(tmp_path / "selffer" / "model.safetensors")
@@ -162,7 +209,9 @@ def test_selffer_source_is_the_targets_own_trained_model(tiny_config, tiny_data,
     for layer, kind, key in entries_of(again):
         now = get_tensor(again, layer, kind)
         if key in REUSED:
-            assert torch.equal(now, get_tensor(first, layer, kind)), key
+            assert torch.equal(now, get_tensor(first, layer, kind)) == stays_as_loaded(
+                key, "update"
+            ), key
         elif trains_visibly(layer, kind):
             assert not torch.equal(now, get_tensor(init, layer, kind)), key
 
@@ -193,10 +242,10 @@ def test_a_selffer_run_from_another_task_is_refused() -> None:
         plan_setup(Path("unused.safetensors"), Path("unused.json"), "thaw")
 
 
-def test_frozen_buffers_survive_dtype_moves_and_mode_switches(inputs) -> None:
+def test_held_buffers_survive_dtype_moves_and_mode_switches(inputs) -> None:
     source_path, plan_path = inputs
     model = scratch()
-    plan_setup(source_path, plan_path, "freeze")(model)
+    plan_setup(source_path, plan_path, "freeze", "hold")(model)
     source = load_model(source_path)[0]
     bn = {layer.number: layer for layer in index_layers(model) if layer.family == "bn"}
     rv_before = get_tensor(model, bn[3], "RV").clone()
@@ -219,6 +268,8 @@ def test_bad_mode_plan_and_source_are_refused(tmp_path, inputs) -> None:
     source_path, plan_path = inputs
     with pytest.raises(PrrmseError, match="unknown mode 'thaw'"):
         plan_setup(source_path, plan_path, "thaw")
+    with pytest.raises(PrrmseError, match="reuse.frozen_bn: unknown 'thaw'"):
+        plan_setup(source_path, plan_path, "freeze", "thaw")
 
     other_arch = write_plan(tmp_path / "pspnet-plan.json", scratch(), REUSED, arch="pspnet")
     with pytest.raises(PrrmseError, match="plan made for another architecture: plan 'pspnet'"):

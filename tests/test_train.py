@@ -12,10 +12,13 @@ import torch
 import yaml
 
 from prrmse.checkpoint import load_model, load_tensors, save_tensors
+from prrmse.data.processed import load_processed
 from prrmse.errors import PrrmseError
+from prrmse.evaluate import validate
 from prrmse.naming import parse_model_name
 from prrmse.provenance import read_csv_provenance
-from prrmse.train import initial_model, train_model
+from prrmse.start import resolve_start
+from prrmse.train import carve_holdout, initial_model, load_train_data, train_model
 from tests.conftest import TINY_CONFIG
 
 
@@ -52,7 +55,7 @@ def test_auto_encoder_task_trains(tiny_config, tiny_data, tmp_path):
     assert list(patients.columns) == ["patient", "class", "dice"] and patients.empty
 
 
-def test_training_starts_from_initial_model(tiny_config, tiny_data, tmp_path):
+def test_training_starts_from_initial_model_of_its_recorded_start(tiny_config, tiny_data, tmp_path):
     started = {}
 
     def capture(model):
@@ -60,10 +63,69 @@ def test_training_starts_from_initial_model(tiny_config, tiny_data, tmp_path):
         return {}
 
     spec = parse_model_name("unet-seg-acdc-s3")
-    train_model(spec, tiny_config, tiny_data, tmp_path / "m", setup=capture, log=lambda _: None)
-    expected = initial_model(tiny_config["networks"]["unet"], 3).state_dict()
+    record = train_model(
+        spec, tiny_config, tiny_data, tmp_path / "m", setup=capture, log=lambda _: None
+    )
+    network = tiny_config["networks"]["unet"]
+    assert record["start"] == resolve_start(network, spec)
+    expected = initial_model(network, record["start"]).state_dict()
     assert started.keys() == expected.keys()
     assert all(torch.equal(started[k], expected[k]) for k in expected)
+
+
+def test_selection_last_reports_the_last_epoch_and_never_scores_val_to_choose(
+    tiny_config, tiny_data, tmp_path
+):
+    tiny_config["train"]["epochs"] = 3
+    tiny_config["train"]["val_every"] = 2
+    record = _train(tiny_config, tiny_data, tmp_path / "m")
+    assert record["selection"] == {"rule": "last", "epoch": 3} and record["best_epoch"] == 3
+    history = pd.read_csv(tmp_path / "m" / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert not [c for c in history.columns if c.startswith("sel_")]
+    # the learning curve: epochs 2 (val_every) and 3 (the reported model) only
+    assert history["val_dice_mean"].isna().tolist() == [True, False, False]
+    assert history["val_dice_mean"].iloc[-1] == pytest.approx(record["metrics"]["dice_mean"], abs=1e-6)
+    model, _ = load_model(tmp_path / "m" / "model.safetensors")
+    dataset = load_processed(tiny_data)
+    data = load_train_data(dataset, parse_model_name("unet-seg-acdc-s1"), tiny_config["train"])
+    again = validate(model, "seg", data.val.images, data.val.labels, data.val.index, 16, torch.device("cpu"))
+    assert again["dice"] == record["metrics"]["dice"]
+
+
+def test_best_on_holdout_selects_on_training_patients_apart_from_the_reporting_set(
+    tiny_config, tiny_data, tmp_path
+):
+    train = tiny_config["train"]
+    train.update(epochs=3, selection="best_on_holdout", holdout={"n_patients": 2, "seed": 5})
+    record = _train(tiny_config, tiny_data, tmp_path / "m")
+    dataset = load_processed(tiny_data)
+    held = record["selection"]["patients"]
+    assert record["selection"]["rule"] == "best_on_holdout" and len(held) == 2
+    assert set(held) <= set(dataset.patients("train"))  # carved from the training patients
+    assert not set(held) & set(record["data"]["train_patients"])  # and not trained on
+    assert not set(held) & set(dataset.patients("val"))  # never the reporting set
+    assert len(record["data"]["train_patients"]) == len(dataset.patients("train")) - 2
+    history = pd.read_csv(tmp_path / "m" / "history.csv")
+    scores = history["sel_dice_mean"].tolist()
+    assert record["best_epoch"] == 1 + scores.index(max(scores))
+    assert record["selection"]["score"] == pytest.approx(max(scores), abs=1e-6)
+    # the reported Dice is the selected model's on the validation patients
+    model, _ = load_model(tmp_path / "m" / "model.safetensors")
+    data = load_train_data(dataset, parse_model_name("unet-seg-acdc-s1"), train)
+    assert data.selection is not None and data.selection.patients == held
+    again = validate(model, "seg", data.val.images, data.val.labels, data.val.index, 16, torch.device("cpu"))
+    assert again["dice"] == record["metrics"]["dice"]
+    # the same patients every time (a seeded draw), others with another seed
+    assert carve_holdout(dataset.patients("train"), 2, 5, tiny_data)[1] == held
+    assert carve_holdout(dataset.patients("train"), 2, 6, tiny_data)[1] != held
+
+
+def test_holdout_leaving_no_training_patient_is_refused(tiny_config, tiny_data, tmp_path):
+    tiny_config["train"].update(selection="best_on_holdout", holdout={"n_patients": 6, "seed": 1})
+    with pytest.raises(PrrmseError, match="leaves none of the 6 training patients"):
+        _train(tiny_config, tiny_data, tmp_path / "m")
+    assert not (tmp_path / "m" / "model.safetensors").exists()
 
 
 def test_segmentation_writes_per_patient_dice_that_averages_to_metrics(
@@ -167,3 +229,39 @@ def test_killed_training_resumes_to_the_same_bytes(tiny_data, tmp_path):
     assert "resuming after epoch" in resumed.stdout
     for name in ("model.safetensors", "history.csv", "metrics.json", "patients.csv"):
         assert (killed / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_a_failed_output_write_names_the_output_not_its_temp_file(
+    tiny_config, tiny_data, tmp_path, monkeypatch
+):
+    import prrmse.io
+    import prrmse.train
+
+    def full_disk(path, payload):
+        with prrmse.io.atomic_path(path) as temp:
+            temp.write_text("partial")
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prrmse.train, "write_json_atomic", full_disk)
+    out = tmp_path / "m"
+    with pytest.raises(PrrmseError) as error:
+        _train(tiny_config, tiny_data, out)
+    assert error.value.where == str(out / "metrics.json")
+    assert "No space left on device" in error.value.problem
+    # no output and no temp file is left; only the resume state of the epoch before
+    assert sorted(p.name for p in out.iterdir()) == ["state.safetensors"]
+
+
+def test_soft_dice_leaves_classes_absent_from_the_batch_to_cross_entropy():
+    from prrmse.tasks import soft_dice_loss
+
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    labels[:, 2:6, 2:6] = 2  # a T1 batch: background and myocardium only
+    perfect = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float() * 20
+    # near-perfect logits: the loss is near 0, however much mass the absent classes keep
+    assert soft_dice_loss(perfect, labels) < 1e-3
+    leaky = perfect.clone()
+    leaky[:, 1] = 15.0  # absent class 1 keeps e^-5 of the mass everywhere
+    assert soft_dice_loss(leaky, labels) < 0.02
+    wrong = perfect.flip(1)  # present classes predicted wrong: the loss is high
+    assert soft_dice_loss(wrong, labels) > 0.9

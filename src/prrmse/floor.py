@@ -6,12 +6,22 @@ dataset and training data, e.g. `pspnet-seg-acdc-s1` vs `pspnet-seg-acdc-s2`). O
 to the largest pair. The band is drawn behind every RMSE figure, so "small RMSE" reads as
 small against what a second training run alone produces. Min-max rather than a
 confidence interval: with a handful of pairs it is the honest description of the spread.
+
+Start regimes (`prrmse.start`): the floor compares like with like only if its seed pairs
+start as the between-task pairs do. Train.py gives them that by construction: with a
+shared (or file) encoder start, both seeds of a model load the same encoder file, as
+every model of the network does, while the independent parts of every model, seed and
+task are their own draws. The RMSE tables' provenance records each model's start;
+`table_regimes` reads it, `noise_floor` refuses seed pairs whose two models, or whose
+tables, started under different regimes, and the floor CSV's provenance names the regime.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +30,8 @@ from prrmse import provenance
 from prrmse.errors import PrrmseError
 from prrmse.io import sha256_file
 from prrmse.naming import parse_model_name
+from prrmse.provenance import read_csv_provenance
+from prrmse.start import regime
 from prrmse.summary import seedless
 from prrmse.tabular import read_table, write_table_csv
 
@@ -37,6 +49,31 @@ def check_seed_pair(table: pd.DataFrame, where: Path) -> str:
     if len(networks) != 1:
         raise PrrmseError(where, f"pairs of several networks ({', '.join(sorted(networks))})")
     return networks.pop()
+
+
+def table_regimes(path: Path) -> dict[str, Any]:
+    """Model name -> start regime (`prrmse.start.regime`) from an RMSE table's provenance;
+    None for a model whose checkpoint records no start (trained before start regimes)."""
+    record = read_csv_provenance(path) or {}
+    starts = record.get("starts") or {}
+    return {name: None if start is None else regime(start) for name, start in starts.items()}
+
+
+def check_regimes(paths: Sequence[Path]) -> Any:
+    """The one start regime of every model of the tables (None if none records one)."""
+    seen: dict[str, tuple[Any, Path]] = {}
+    for path in paths:
+        for name, found in table_regimes(path).items():
+            key = json.dumps(found, sort_keys=True)
+            if seen and key not in seen:
+                other, where = next(iter(seen.values()))
+                raise PrrmseError(
+                    path,
+                    f"{name} started under {found}, but a model of {where} under {other}: "
+                    "the floor would not compare like with like",
+                )
+            seen.setdefault(key, (found, path))
+    return next(iter(seen.values()))[0] if seen else None
 
 
 def noise_floor(paths: Sequence[Path]) -> pd.DataFrame:
@@ -76,8 +113,14 @@ def noise_floor(paths: Sequence[Path]) -> pd.DataFrame:
 def run_noise_floor(paths: Sequence[Path], out_csv: Path) -> pd.DataFrame:
     paths = [Path(p) for p in paths]
     table = noise_floor(paths)
+    by_network: dict[str, list[Path]] = {}
+    for path in paths:
+        by_network.setdefault(check_seed_pair(read_table(path, []), path), []).append(path)
+    regimes = {network: check_regimes(group) for network, group in by_network.items()}
     record = provenance.stamp(
-        what="seed-to-seed RMSE noise floor", inputs={str(p): sha256_file(p) for p in paths}
+        what="seed-to-seed RMSE noise floor",
+        start_regime=regimes,
+        inputs={str(p): sha256_file(p) for p in paths},
     )
     write_table_csv(out_csv, table, record)
     return table

@@ -4,11 +4,18 @@
 target it copies every (layer, kind) the plan marks "reuse" from the source checkpoint
 (BN running mean/var included) and leaves the rest at initialisation. Modes:
 
-- "freeze":   every loaded tensor stays bit-identical through training. Parameters get
-              requires_grad=False, so they get no gradient and, since train.py builds
-              the optimizer from trainable parameters only, no weight decay or momentum.
-              A frozen BN running mean/var is restored after every forward pass, even
-              where the same layer's weight and bias train (see `_hold_buffers`).
+- "freeze":   loaded parameters get requires_grad=False: no gradient and, since train.py
+              builds the optimizer from trainable parameters only, no weight decay or
+              momentum; they stay bit-identical. What happens to a loaded BN running
+              mean/var is `frozen_bn` (config `reuse.frozen_bn`, recorded in the run):
+              - "update" (default, plain PyTorch): it keeps updating in train mode, as
+                `requires_grad=False` leaves it, so it follows the retrained layers
+                feeding it;
+              - "hold": it is restored after every forward pass, even where the same
+                layer's weight and bias train (see `_hold_buffers`): bit-identical;
+              - "eval": every BN module with a loaded running statistic runs in eval
+                mode during training: it normalises with its running statistics (the
+                loaded ones) and never updates them: bit-identical.
 - "finetune": the same tensors are loaded and everything trains.
 - "selffer":  Yosinski et al.'s BnB control: "freeze" with the target task's own fully
               trained model as the source (its tensors per the plan frozen, the rest
@@ -40,16 +47,25 @@ from prrmse.train import ModelSetup
 
 MODES = ("freeze", "finetune", "selffer")
 FROZEN_MODES = ("freeze", "selffer")
+FROZEN_BN = ("update", "hold", "eval")
+RUNNING_STATS = ("running_mean", "running_var")
 
 
-def plan_setup(source_ckpt: Path, plan_path: Path, mode: str) -> ModelSetup:
+def plan_setup(
+    source_ckpt: Path, plan_path: Path, mode: str, frozen_bn: str = "update"
+) -> ModelSetup:
     """The `setup` for train_model: load the plan's reused tensors, freeze them if asked.
 
-    The mode, the plan file and the source checkpoint are checked here, before any
-    training data is read; that they fit the target model is checked when the model exists.
+    The mode, `frozen_bn`, the plan file and the source checkpoint are checked here,
+    before any training data is read; that they fit the target model is checked when
+    the model exists.
     """
     if mode not in MODES:
         raise PrrmseError("reuse mode", f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if frozen_bn not in FROZEN_BN:
+        raise PrrmseError(
+            "config reuse.frozen_bn", f"unknown {frozen_bn!r}; valid: {', '.join(FROZEN_BN)}"
+        )
     source_ckpt, plan_path = Path(source_ckpt), Path(plan_path)
     load_plan(plan_path)
     source, source_record = load_model(source_ckpt)
@@ -61,11 +77,13 @@ def plan_setup(source_ckpt: Path, plan_path: Path, mode: str) -> ModelSetup:
         _check_source_fits(source_ckpt, source_record, source_tensors, model)
         reused = reused_entries(plan)
         loaded = load_reused(model, source_tensors, reused)
-        frozen = freeze(model, loaded) if mode in FROZEN_MODES else []
+        frozen = freeze(model, loaded, frozen_bn) if mode in FROZEN_MODES else []
         if frozen and not any(p.requires_grad for p in model.parameters()):
             raise PrrmseError(plan_path, "freezes every parameter: nothing is left to train")
         return {
             "mode": mode,
+            "frozen_bn": frozen_bn if mode in FROZEN_MODES else None,
+            "eval_bn": eval_bn_modules(model, frozen) if frozen_bn == "eval" else [],
             "source": source_name,
             "source_sha256": sha256_file(source_ckpt),
             "plan": str(plan_path),
@@ -128,9 +146,18 @@ def load_reused(
 
 
 def freeze(
-    model: nn.Module, loaded: list[tuple[nn.Module, str, torch.Tensor]]
+    model: nn.Module,
+    loaded: list[tuple[nn.Module, str, torch.Tensor]],
+    frozen_bn: str = "update",
 ) -> list[tuple[nn.Module, str, torch.Tensor]]:
-    """Make every loaded tensor stay bit-identical through training; returns what was frozen."""
+    """Freeze every loaded tensor as `frozen_bn` says (module docstring); returns what was frozen.
+
+    Parameters always get requires_grad=False. Loaded BN running statistics: "update"
+    leaves them to train mode's running average, "hold" restores them after every
+    forward pass, "eval" runs their BN modules in eval mode whenever the model trains.
+    """
+    if frozen_bn not in FROZEN_BN:
+        raise PrrmseError("reuse frozen_bn", f"unknown {frozen_bn!r}; valid: {', '.join(FROZEN_BN)}")
     buffers: dict[int, tuple[nn.Module, list[str]]] = {}
     for module, attribute, tensor in loaded:
         if isinstance(tensor, nn.Parameter):
@@ -138,8 +165,38 @@ def freeze(
         else:
             buffers.setdefault(id(module), (module, []))[1].append(attribute)
     for module, names in buffers.values():
-        _hold_buffers(module, tuple(names))
+        if frozen_bn == "hold":
+            _hold_buffers(module, tuple(names))
+        elif frozen_bn == "eval" and any(name in RUNNING_STATS for name in names):
+            _run_in_eval_mode(module)
     return loaded
+
+
+def eval_bn_modules(model: nn.Module, frozen: list[tuple[nn.Module, str, torch.Tensor]]) -> list[str]:
+    """Names of the modules `frozen_bn: eval` runs in eval mode, in model order."""
+    chosen = {id(module) for module, attribute, _ in frozen if attribute in RUNNING_STATS}
+    return [name for name, module in model.named_modules() if id(module) in chosen]
+
+
+def _run_in_eval_mode(module: nn.Module) -> None:
+    """Make every forward pass of `module` run as in eval mode, whatever the model's mode.
+
+    A pre-hook clears the module's `training` flag for the pass and a forward hook
+    restores it, so `model.train()` / `model.eval()` and anything reading the flag see
+    the model's own mode; BatchNorm then normalises with its running statistics and
+    leaves them untouched (and its weight and bias still get gradients, if they train).
+    """
+    mode: list[bool] = []
+
+    def enter(layer: nn.Module, _inputs: object) -> None:
+        mode.append(layer.training)
+        layer.training = False
+
+    def leave(layer: nn.Module, _inputs: object, _output: object) -> None:
+        layer.training = mode.pop()
+
+    module.register_forward_pre_hook(enter)
+    module.register_forward_hook(leave)
 
 
 def _hold_buffers(module: nn.Module, names: tuple[str, ...]) -> None:

@@ -10,6 +10,10 @@ Beside it, `rmse_aligned`: the same RMSE after model b's hidden channels are reo
 match model a's by weight matching (`prrmse.align`), so a difference that is only a
 permutation of channels counts as none. Architectures without a permutation spec (smp)
 leave it empty; the stamp's `alignment` says whether it was computed.
+
+After those, `rms_a` and `rms_b`: each tensor's own root mean square sqrt(mean(x^2)) in
+float64 (model a's, model b's), the scale a relative RMSE divides by: the reuse plan judges
+conv W by rmse / rms of the target's tensor (`prrmse.plan`). An absent kind leaves both empty.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from prrmse.errors import PrrmseError
 from prrmse.io import sha256_file
 from prrmse.layers import KIND_ATTR, KINDS_OF_FAMILY, Layer, get_tensor, index_layers
 from prrmse.models.registry import ARCH_ATTR, PROBE_SIZE, model_signature, signature_mismatch
+from prrmse.tabular import RMS_COLUMNS as RMS_COLUMNS
 from prrmse.tabular import RMSE_COLUMNS as RMSE_COLUMNS
 from prrmse.tabular import write_table_csv as write_table_csv
 
-# What readers require (plan, figures); tables also carry ALIGNED_COLUMN after these.
+# What readers require (plan, figures); tables also carry ALIGNED_COLUMN and the two
+# tensors' RMS after these, so readers of the required columns keep working.
 ALIGNED_COLUMN = "rmse_aligned"
-TABLE_COLUMNS = [*RMSE_COLUMNS, ALIGNED_COLUMN]
+TABLE_COLUMNS = [*RMSE_COLUMNS, ALIGNED_COLUMN, *RMS_COLUMNS]
 ALIGN_SEED = 0  # the order weight matching visits permutations in; fixed for same answers
 NAN = float("nan")
 
@@ -59,6 +65,12 @@ def matched_layers(reference: nn.Module, others: Mapping[str | Path, nn.Module])
 def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
     difference = a.detach().to("cpu", torch.float64) - b.detach().to("cpu", torch.float64)
     return float(torch.sqrt(torch.mean(difference * difference)))
+
+
+def rms(tensor: torch.Tensor) -> float:
+    """sqrt(mean(x^2)) in float64: the scale of one tensor."""
+    values = tensor.detach().to("cpu", torch.float64)
+    return float(torch.sqrt(torch.mean(values * values)))
 
 
 def aligned_state(a_model: nn.Module, b_model: nn.Module) -> dict[str, torch.Tensor] | None:
@@ -98,9 +110,8 @@ def _rows(
                 "kind": kind,
             }
             if kind in layer.absent:
-                rows.append(
-                    {**row, "status": "absent", "numel": pd.NA, "rmse": NAN, ALIGNED_COLUMN: NAN}
-                )
+                empty = dict.fromkeys(["rmse", ALIGNED_COLUMN, *RMS_COLUMNS], NAN)
+                rows.append({**row, "status": "absent", "numel": pd.NA, **empty})
                 continue
             a, b = get_tensor(a_model, layer, kind), get_tensor(b_model, layer, kind)
             aligned = NAN
@@ -113,6 +124,8 @@ def _rows(
                     "numel": a.numel(),
                     "rmse": _rmse(a, b),
                     ALIGNED_COLUMN: aligned,
+                    RMS_COLUMNS[0]: rms(a),
+                    RMS_COLUMNS[1]: rms(b),
                 }
             )
     return rows
@@ -127,7 +140,8 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 
 def tensor_rmse(a_model: nn.Module, b_model: nn.Module, aligned: bool = True) -> pd.DataFrame:
     """One row per (layer, kind) in index order: family, layer, module, head, kind, status,
-    numel, rmse, rmse_aligned (b aligned to a; empty if not `aligned` or no spec)."""
+    numel, rmse, rmse_aligned (b aligned to a; empty if not `aligned` or no spec), rms_a,
+    rms_b (each tensor's RMS)."""
     layers = matched_layers(a_model, {"second model": b_model})
     b_aligned = aligned_state(a_model, b_model) if aligned else None
     return _frame(_rows(a_model, b_model, layers, b_aligned), TABLE_COLUMNS)
@@ -197,6 +211,8 @@ def run_rmse(
         options=records[0].get("options", {}),
         alignment=alignment_record(models[0], aligned),
         models={name: str(path) for name, path in sources.items()},
+        # how each model started (prrmse.start); null for checkpoints that record none
+        starts={name: record.get("start") for name, record in zip(names, records, strict=True)},
         inputs={str(path): sha256_file(path) for path in checkpoints},
     )
     write_table_csv(out_csv, table, stamp)

@@ -47,6 +47,14 @@ from prrmse.io import atomic_path, sha256_file
 from prrmse.layers import KIND_ATTR, Layer, get_tensor
 from prrmse.prefix import PrefixCache, forwards_replaced, record_calls
 from prrmse.provenance import cpu_model, csv_header, stamp
+from prrmse.start import (
+    Start,
+    build_start,
+    check_start,
+    independent_seed,
+    legacy_start,
+    rerandom_start,
+)
 from prrmse.sweep_rows import (
     DICE_COLUMNS,
     DiceCounts,
@@ -57,7 +65,6 @@ from prrmse.sweep_rows import (
     present_classes,
     sweep_table,
 )
-from prrmse.train import initial_model
 
 # What replaces a tensor: the source model's tensor, or (controls, target only) the
 # target's own initial tensor or a fresh draw of the initialiser.
@@ -306,8 +313,9 @@ def naive_sweep_tables(
 
 
 def control_seed(condition: str, target_seed: int) -> int:
-    """The seed of a control's replacement model: the target's seed for reinit (the very
-    model its training started from), target seed + RERANDOM_SEED_OFFSET for rerandom."""
+    """The seed of a control's replacement model's independent draw: the target's start
+    seed for reinit (the very draw its training started from), + RERANDOM_SEED_OFFSET
+    for rerandom."""
     if condition not in CONTROLS:
         raise PrrmseError(
             "sweep condition", f"unknown control {condition!r}; valid: {', '.join(CONTROLS)}"
@@ -315,17 +323,30 @@ def control_seed(condition: str, target_seed: int) -> int:
     return target_seed + (RERANDOM_SEED_OFFSET if condition == "rerandom" else 0)
 
 
-def control_source(condition: str, network: dict[str, Any], target_seed: int) -> nn.Module:
-    """The replacement source of a control: `initial_model` with `control_seed`.
+def control_start(condition: str, start: Start | int) -> Start:
+    """The start record of a control's replacement model (see `control_source`)."""
+    if isinstance(start, int) and not isinstance(start, bool):
+        start = legacy_start(start)
+    control_seed(condition, 0)  # refuses an unknown condition
+    if condition == "reinit":
+        return start
+    return rerandom_start(start, RERANDOM_SEED_OFFSET)
 
-    reinit: the target's own initial tensors (train.py builds its model the same way).
-    rerandom: a fresh draw of every randomly initialised tensor (conv W and B). BN
-    initialisation is deterministic (running mean 0, running var 1, weight 1, bias 0),
-    so for BN kinds rerandom is reinit; so is every tensor a network option loads from
-    a file (PSPNet's `encoder_weights`). Torch's global generator is left as it was.
+
+def control_source(condition: str, network: dict[str, Any], start: Start | int) -> nn.Module:
+    """The replacement source of a control, from the target's start record (`prrmse.start`;
+    an int: a checkpoint recording none, started from torch seeded with it).
+
+    reinit: the target's own initial tensors, rebuilt exactly as train.py started them
+    (independent parts from their seed, a shared or file encoder from its file, whose
+    hash must be unchanged). rerandom: a fresh independent draw of every part, the
+    encoder included (its seed + RERANDOM_SEED_OFFSET). BN initialisation is
+    deterministic (running mean 0, running var 1, weight 1, bias 0), so for the BN kinds
+    of independent parts rerandom is reinit; tensors a network option loads from a file
+    (PSPNet's `encoder_weights`) are loaded by both. Torch's global generator is left as
+    it was.
     """
-    with torch.random.fork_rng():
-        model = initial_model(network, control_seed(condition, target_seed))
+    model = build_start(network, control_start(condition, start), f"{condition} control")
     model.eval()
     return model
 
@@ -438,9 +459,7 @@ def run_control_sweep(
     for condition in conditions:
         control_seed(condition, 0)  # refuses an unknown condition before any work
     target, target_record = load_model(target_ckpt)
-    seed = target_record.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise PrrmseError(target_ckpt, "records no integer seed: its initial model is unknown")
+    start = target_start(target_ckpt, target_record)
     network = {"arch": target_record["arch"], "options": target_record.get("options", {})}
     if (target_record.get("setup") or {}).get("loaded"):
         log(
@@ -450,7 +469,7 @@ def run_control_sweep(
     val = _validation_set(data_dir, log)
     tables, patient_tables = [], []
     for condition in conditions:
-        source = control_source(condition, network, seed)
+        source = control_source(condition, network, start)
         table, patients = replacement_sweep_tables(
             target, source, val.images, val.labels, val.index, settings,
             source_name=f"{condition} of {target_ckpt}", log=log,
@@ -462,8 +481,12 @@ def run_control_sweep(
         target_sha256=sha256_file(target_ckpt),
         conditions=conditions,
         network=network,
-        seeds={condition: control_seed(condition, seed) for condition in conditions},
-        seed_rule=f"reinit: the target's seed; rerandom: the target's seed + {RERANDOM_SEED_OFFSET}",
+        seeds={c: independent_seed(control_start(c, start)) for c in conditions},
+        starts={c: control_start(c, start) for c in conditions},
+        seed_rule=(
+            "reinit: the target's start (its independent parts' seed, its shared or file "
+            f"encoder); rerandom: every part drawn with that seed + {RERANDOM_SEED_OFFSET}"
+        ),
         **val.record,
         settings=asdict(settings),
         device=_describe_device(settings),
@@ -475,6 +498,16 @@ def run_control_sweep(
     )  # fmt: skip
     write_sweep_csv(out_csv, table, record)
     return table
+
+
+def target_start(path: Path, record: dict[str, Any]) -> Start:
+    """The start a checkpoint records, or for one recording none, its seed's legacy start."""
+    if "start" in record:
+        return check_start(record["start"], path)
+    seed = record.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise PrrmseError(path, "records no integer seed: its initial model is unknown")
+    return legacy_start(seed)
 
 
 def with_condition(table: pd.DataFrame, condition: str, first: bool = False) -> pd.DataFrame:

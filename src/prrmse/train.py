@@ -2,7 +2,15 @@
 
 Every random draw of an epoch (shuffling, augmentation) comes from a generator
 seeded with (seed, epoch), so a run resumed from its last epoch checkpoint ends
-with the same bytes as a run that was never interrupted.
+with the same bytes as a run that was never interrupted. The model's start (its
+initial tensors) is a separate, recorded choice: `prrmse.start`.
+
+Which epoch's model is reported (`train.selection`) never looks at the validation
+patients it is reported on: `last` (default) takes the model after the fixed number of
+epochs; `best_on_holdout` carves `train.holdout.n_patients` selection patients out of
+the model's own training patients (recorded), trains on the others and keeps the epoch
+of the best score on the selection patients. The validation (reporting) set is scored
+every `train.val_every` epochs for history.csv's learning curve only.
 """
 
 from __future__ import annotations
@@ -37,38 +45,48 @@ from prrmse.data.processed import ProcessedDataset, load_processed
 from prrmse.errors import PrrmseError
 from prrmse.evaluate import per_patient_dice, validate, write_patients_csv
 from prrmse.io import atomic_path, write_json_atomic, write_text_atomic
-from prrmse.models import build_model
 from prrmse.naming import ModelSpec
+from prrmse.start import Start, build_start, describe, legacy_start, resolve_start
 from prrmse.tasks import task_loss
 
 # Called on the fresh model before training (reuse: load source tensors, freeze some).
 ModelSetup = Callable[[torch.nn.Module], dict[str, Any]]
 OUTPUTS = ("model.safetensors", "history.csv", "metrics.json")
+SELECTIONS = ("last", "best_on_holdout")
 # Every model also writes the best model's validation Dice per patient and class (for
 # confidence intervals over patients); an auto-encoder's table has no rows.
 PATIENTS_CSV = "patients.csv"
 
 
 @dataclass(frozen=True)
+class Split:
+    """Images and labels of one evaluated split, with its index rows (patient, phase, slice)."""
+
+    images: torch.Tensor  # (N, 1, H, W) float32
+    labels: np.ndarray  # (N, H, W)
+    index: Any
+    patients: list[str]
+
+
+@dataclass(frozen=True)
 class TrainData:
     images: torch.Tensor  # (N, 1, H, W) float32
     labels: torch.Tensor  # (N, H, W) int64
-    val_images: torch.Tensor
-    val_labels: np.ndarray
-    val_index: Any
+    val: Split  # the validation patients the model is reported on
+    selection: Split | None  # best_on_holdout: patients carved from the training patients
     train_patients: list[str]
 
 
-def initial_model(network: dict[str, Any], seed: int) -> torch.nn.Module:
-    """The model a run of `network` (config networks entry: arch, options) with `seed` starts from.
+def initial_model(network: dict[str, Any], start: Start | int) -> torch.nn.Module:
+    """The model a run of `network` (config networks entry) starts from, before any reuse setup.
 
-    Seeds torch's global generator with `seed` and builds the network, exactly as
-    `train_model` does before any reuse setup: the same seed gives the same tensors.
-    The global generator is left seeded and advanced (wrap a call in
-    `torch.random.fork_rng` to keep the caller's state).
+    `start` is the start record train_model writes (`prrmse.start.resolve_start`); an int
+    is the start of a checkpoint that records none (`legacy_start`: torch seeded with it).
+    Torch's global generator is left as it was.
     """
-    torch.manual_seed(seed)
-    return build_model(network["arch"], **network.get("options", {}))
+    if isinstance(start, int) and not isinstance(start, bool):
+        start = legacy_start(start)
+    return build_start(network, start)
 
 
 def select_device(choice: str) -> torch.device:
@@ -91,17 +109,50 @@ def draw_subset(patients: list[str], n_train: int | None, seed: int, source: Pat
     return sorted(patients[i] for i in order[:n_train])
 
 
-def load_train_data(dataset: ProcessedDataset, spec: ModelSpec, subset_seed: int) -> TrainData:
-    patients = draw_subset(dataset.patients("train"), spec.n_train, subset_seed, dataset.root)
-    rows, val_rows = dataset.rows("train", patients), dataset.rows("val")
-    if len(val_rows) == 0:
+def carve_holdout(
+    patients: list[str], n_holdout: int, seed: int, source: Path
+) -> tuple[list[str], list[str]]:
+    """(training patients left, selection patients): `n_holdout` drawn with `seed`."""
+    if n_holdout >= len(patients):
+        raise PrrmseError(
+            source,
+            f"train.holdout.n_patients {n_holdout} leaves none of the {len(patients)} "
+            "training patients to train on",
+        )
+    order = np.random.default_rng(seed).permutation(len(patients))
+    held = sorted(patients[i] for i in order[:n_holdout])
+    return [p for p in patients if p not in held], held
+
+
+def _split(dataset: ProcessedDataset, split: str, patients: list[str] | None = None) -> Split:
+    rows = dataset.rows(split, patients)
+    return Split(
+        images=torch.from_numpy(np.ascontiguousarray(dataset.images[rows]))[:, None],
+        labels=np.asarray(dataset.labels[rows]),
+        index=dataset.index.iloc[rows].reset_index(drop=True),
+        patients=sorted(dict.fromkeys(dataset.index.iloc[rows]["patient"].astype(str))),
+    )
+
+
+def load_train_data(
+    dataset: ProcessedDataset, spec: ModelSpec, cfg: dict[str, Any]
+) -> TrainData:
+    """The model's training patients (its subset), its selection split if any, the val split."""
+    patients = draw_subset(dataset.patients("train"), spec.n_train, cfg["subset_seed"], dataset.root)
+    selection = None
+    if cfg["selection"] == "best_on_holdout":
+        holdout = cfg["holdout"]
+        patients, held = carve_holdout(patients, holdout["n_patients"], holdout["seed"], dataset.root)
+        selection = _split(dataset, "train", held)
+    rows = dataset.rows("train", patients)
+    val = _split(dataset, "val")
+    if len(val.images) == 0:
         raise PrrmseError(dataset.root, "validation split is empty")
     return TrainData(
         images=torch.from_numpy(np.ascontiguousarray(dataset.images[rows]))[:, None],
         labels=torch.from_numpy(dataset.labels[rows].astype(np.int64)),
-        val_images=torch.from_numpy(np.ascontiguousarray(dataset.images[val_rows]))[:, None],
-        val_labels=np.asarray(dataset.labels[val_rows]),
-        val_index=dataset.index.iloc[val_rows].reset_index(drop=True),
+        val=val,
+        selection=selection,
         train_patients=patients,
     )
 
@@ -172,14 +223,37 @@ def _history_csv(history: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _epoch_row(epoch: int, lr: float, loss: float, metrics: dict[str, Any]) -> dict[str, Any]:
+def _metric_columns(prefix: str, metrics: dict[str, Any] | None, task: str) -> dict[str, str]:
+    """History columns of one evaluation; empty cells in an epoch that was not evaluated."""
+    if task == "seg":
+        names = [f"{prefix}_dice_{c}" for c in range(4)] + [f"{prefix}_dice_mean"]
+        if metrics is None:
+            return dict.fromkeys(names, "")
+        values = [*metrics["dice"], metrics["dice_mean"]]
+        return {name: f"{value:.6f}" for name, value in zip(names, values, strict=True)}
+    return {f"{prefix}_mse": "" if metrics is None else f"{metrics['mse']:.6f}"}
+
+
+def _epoch_row(
+    epoch: int,
+    lr: float,
+    loss: float,
+    task: str,
+    val: dict[str, Any] | None,
+    selection: dict[str, Any] | None,
+    selecting: bool,
+) -> dict[str, Any]:
     row: dict[str, Any] = {"epoch": epoch, "lr": f"{lr:.6g}", "train_loss": f"{loss:.6f}"}
-    if "dice" in metrics:
-        row.update({f"val_dice_{c}": f"{d:.6f}" for c, d in enumerate(metrics["dice"])})
-        row["val_dice_mean"] = f"{metrics['dice_mean']:.6f}"
-    else:
-        row["val_mse"] = f"{metrics['mse']:.6f}"
+    if selecting:
+        row.update(_metric_columns("sel", selection, task))
+    row.update(_metric_columns("val", val, task))
     return row
+
+
+def _evaluate(model: torch.nn.Module, task: str, split: Split, cfg: dict[str, Any], device) -> dict:
+    return validate(
+        model, task, split.images, split.labels, split.index, cfg["eval_batch_size"], device
+    )
 
 
 def train_model(
@@ -191,23 +265,32 @@ def train_model(
     threads: int | None = None,
     setup: ModelSetup | None = None,
     extra_record: dict[str, Any] | None = None,
+    shared_encoder: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train `spec` on the prepared dataset in `data_dir`; write OUTPUTS into `out_dir`."""
+    """Train `spec` on the prepared dataset in `data_dir`; write OUTPUTS into `out_dir`.
+
+    `shared_encoder` is the file a `shared` encoder start loads (`prrmse.start`).
+    """
     cfg = config["train"]
     if spec.network not in config["networks"]:
         known = ", ".join(sorted(config["networks"]))
         raise PrrmseError(
             f"model {spec.name}", f"unknown network '{spec.network}' (config networks: {known})"
         )
+    if cfg["selection"] not in SELECTIONS:
+        raise PrrmseError(
+            "config train.selection", f"unknown {cfg['selection']!r}; valid: {', '.join(SELECTIONS)}"
+        )
     network = config["networks"][spec.network]
+    start_record = resolve_start(network, spec, shared_encoder)
     if threads:
         torch.set_num_threads(threads)
     device = select_device(cfg["device"])
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     dataset = load_processed(data_dir)
-    data = load_train_data(dataset, spec, cfg["subset_seed"])
+    data = load_train_data(dataset, spec, cfg)
     batch = cfg["batch_size"]
     if batch > len(data.images):
         raise PrrmseError(
@@ -215,8 +298,9 @@ def train_model(
             f"batch size {batch} is larger than the {len(data.images)} training slices of {spec.name}",
         )
     steps = cfg["iterations_per_epoch"] or len(data.images) // batch
+    selecting = data.selection is not None
 
-    model = initial_model(network, spec.seed)
+    model = initial_model(network, start_record)
     setup_record = setup(model) if setup else {}
     model.to(device)
     if device.type == "cuda":
@@ -225,26 +309,33 @@ def train_model(
 
     sections = {"train": cfg, "network": network}
     index_sha = hashlib.sha256((Path(data_dir) / "index.csv").read_bytes()).hexdigest()
-    fingerprint = run_fingerprint(spec, {**sections, "setup": setup_record}, index_sha)
+    fingerprint = run_fingerprint(
+        spec, {**sections, "setup": setup_record, "start": start_record}, index_sha
+    )
     state_path = out_dir / "state.safetensors"
-    start, history, best_score, best_epoch = 0, [], -math.inf, -1
-    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    first, history, best_score, best_epoch = 0, [], -math.inf, -1
+    best: dict[str, torch.Tensor] = {}
     if state_path.exists():
         tensors, record = load_tensors(state_path)
         if record.get("fingerprint") == fingerprint:
             model.load_state_dict(prefixed(tensors, "model"))
-            best = prefixed(tensors, "best") or {
-                k: v.clone() for k, v in model.state_dict().items()
-            }
+            if selecting:
+                best = prefixed(tensors, "best") or {
+                    k: v.clone() for k, v in model.state_dict().items()
+                }
             restore_optimizer(optimizer, tensors, record["param_groups"])
-            start, history = record["epoch"], record["history"]
+            first, history = record["epoch"], record["history"]
             best_score, best_epoch = record["best_score"], record["best_epoch"]
-            log(f"{spec.name}: resuming after epoch {start} from {state_path}")
+            log(f"{spec.name}: resuming after epoch {first} from {state_path}")
         else:
             log(f"{spec.name}: {state_path} belongs to another configuration; starting afresh")
+    else:
+        log(f"{spec.name}: start {describe(start_record)}")
 
     show_bar = sys.stderr.isatty()
-    for epoch in range(start, cfg["epochs"]):
+    epochs, val_every = cfg["epochs"], cfg["val_every"]
+    val_metrics: dict[str, Any] | None = None
+    for epoch in range(first, epochs):
         began = time.perf_counter()
         gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch)
         torch.manual_seed(spec.seed * 1_000_003 + epoch)
@@ -275,54 +366,54 @@ def train_model(
             optimizer.step()
             total += float(loss.detach())
         train_seconds = time.perf_counter() - began
-        metrics = validate(
-            model,
-            spec.task,
-            data.val_images,
-            data.val_labels,
-            data.val_index,
-            cfg["eval_batch_size"],
-            device,
+        last = epoch + 1 == epochs
+        # the reporting set: a learning curve every val_every epochs (and the last, which
+        # `selection: last` reports); never used to choose a model
+        val_metrics = None
+        if (val_every and (epoch + 1) % val_every == 0) or (last and not selecting):
+            val_metrics = _evaluate(model, spec.task, data.val, cfg, device)
+        improved = False
+        sel_metrics = None
+        if data.selection is not None:
+            sel_metrics = _evaluate(model, spec.task, data.selection, cfg, device)
+            improved = sel_metrics["score"] > best_score
+            if improved:
+                best_score, best_epoch = sel_metrics["score"], epoch + 1
+                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            best_epoch = epoch + 1
+        history.append(
+            _epoch_row(
+                epoch + 1, lr, total / steps, spec.task, val_metrics, sel_metrics, selecting
+            )
         )
-        history.append(_epoch_row(epoch + 1, lr, total / steps, metrics))
-        improved = metrics["score"] > best_score
-        if improved:
-            best_score, best_epoch = metrics["score"], epoch + 1
-            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        opt_tensors, groups = optimizer_tensors(optimizer)
-        state = {f"model.{k}": v for k, v in model.state_dict().items()}
-        if not improved:  # when this epoch is the best, the model tensors are the best ones
-            state.update({f"best.{k}": v for k, v in best.items()})
-        state.update(opt_tensors)
-        save_tensors(
-            state_path,
-            state,
-            {
-                "fingerprint": fingerprint,
-                "epoch": epoch + 1,
-                "history": history,
-                "param_groups": groups,
-                "best_score": best_score,
-                "best_epoch": best_epoch,
-            },
-        )
-        summary = " ".join(f"{k} {v}" for k, v in history[-1].items() if k != "epoch")
+        if not last:  # the last epoch's outputs are written below; no resume state needed
+            _save_state(
+                state_path, model, optimizer, best if selecting and not improved else {},
+                {"fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
+                 "best_score": best_score, "best_epoch": best_epoch},
+            )  # fmt: skip
+        summary = " ".join(f"{k} {v}" for k, v in history[-1].items() if k != "epoch" and v != "")
         log(
-            f"{spec.name} epoch {epoch + 1}/{cfg['epochs']} {summary} "
+            f"{spec.name} epoch {epoch + 1}/{epochs} {summary} "
             f"({steps * batch / train_seconds:.1f} img/s, {time.perf_counter() - began:.1f} s)"
         )
 
-    # the final checkpoint is the best epoch's model, re-validated so its metrics are exact
-    model.load_state_dict(best)
-    final = validate(
-        model,
-        spec.task,
-        data.val_images,
-        data.val_labels,
-        data.val_index,
-        cfg["eval_batch_size"],
-        device,
-    )
+    if selecting:
+        # the selected epoch's model, validated on the reporting set once, at the end
+        model.load_state_dict(best)
+        final = _evaluate(model, spec.task, data.val, cfg, device)
+    elif val_metrics is not None:
+        final = val_metrics  # the last epoch's model, just validated
+    else:  # resumed after the last epoch's state (not written in practice)
+        final = _evaluate(model, spec.task, data.val, cfg, device)
+    selection_record: dict[str, Any] = {"rule": cfg["selection"], "epoch": best_epoch}
+    if data.selection is not None:
+        selection_record.update(
+            patients=data.selection.patients,
+            score=best_score,
+            holdout=cfg["holdout"],
+        )
     record = {
         "kind": "model",
         "name": spec.name,
@@ -333,7 +424,9 @@ def train_model(
         "dataset": spec.dataset,
         "n_train": spec.n_train,
         "seed": spec.seed,
+        "start": start_record,
         "best_epoch": best_epoch,
+        "selection": selection_record,
         "metrics": {k: v for k, v in final.items() if k != "score"},
         "config": {"train": cfg, "network": network},
         "data": {
@@ -350,10 +443,10 @@ def train_model(
     patients = pd.DataFrame(columns=["patient", "class", "dice"])
     if spec.task == "seg":
         patients = per_patient_dice(
-            model, data.val_images, data.val_labels, data.val_index, cfg["eval_batch_size"], device
+            model, data.val.images, data.val.labels, data.val.index, cfg["eval_batch_size"], device
         )
     patients_record = provenance.stamp(
-        table="validation Dice per patient and class of the best model"
+        table=f"validation Dice per patient and class of the selected model ({cfg['selection']})"
         + ("" if spec.task == "seg" else " (auto-encoder: no Dice, no rows)"),
         model=spec.name,
         best_epoch=best_epoch,
@@ -363,18 +456,39 @@ def train_model(
     )
     # All four are written under temp names and renamed together (the model last), so a
     # failed write never leaves metrics that look complete beside a missing model.
-    with contextlib.ExitStack() as outputs:
-        model_temp, metrics_temp, history_temp, patients_temp = (
-            outputs.enter_context(atomic_path(out_dir / name))
-            for name in ("model.safetensors", "metrics.json", "history.csv", PATIENTS_CSV)
-        )
-        write_patients_csv(patients_temp, patients, patients_record)
-        write_text_atomic(history_temp, _history_csv(history))
-        metrics = {"name": spec.name, "best_epoch": best_epoch, **record["metrics"]}
-        write_json_atomic(metrics_temp, metrics)
-        save_tensors(model_temp, model.state_dict(), record)
+    names = ("model.safetensors", "metrics.json", "history.csv", PATIENTS_CSV)
+    temps: dict[str, Path] = {}
+    try:
+        with contextlib.ExitStack() as outputs:
+            for name in names:
+                temps[name] = outputs.enter_context(atomic_path(out_dir / name))
+            write_patients_csv(temps[PATIENTS_CSV], patients, patients_record)
+            write_text_atomic(temps["history.csv"], _history_csv(history))
+            metrics = {"name": spec.name, "best_epoch": best_epoch, **record["metrics"]}
+            write_json_atomic(temps["metrics.json"], metrics)
+            save_tensors(temps["model.safetensors"], model.state_dict(), record)
+    except PrrmseError as err:  # a writer names its temp file: name the output instead
+        for name, temp in temps.items():
+            if str(err.where) == str(temp):
+                raise PrrmseError(out_dir / name, err.problem) from err
+        raise
     state_path.unlink(missing_ok=True)
     return record
+
+
+def _save_state(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    best: dict[str, torch.Tensor],
+    record: dict[str, Any],
+) -> None:
+    """The resume state after an epoch: model, optimizer and (when it differs) the best model."""
+    opt_tensors, groups = optimizer_tensors(optimizer)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state.update({f"best.{k}": v for k, v in best.items()})
+    state.update(opt_tensors)
+    save_tensors(path, state, {**record, "param_groups": groups})
 
 
 def device_name(device: torch.device) -> str:

@@ -90,3 +90,36 @@ def test_output_stride_8_keeps_every_layer_and_a_finer_pyramid():
     assert counts == [25, 26, 25, 26]
     with pytest.raises(PrrmseError, match="output_stride"):
         build_model("pspnet", output_stride=4)
+
+
+class TestNarrowPspnet(base.BaseModelTester):
+    model_name = "pspnet"
+    model_options = {**TINY_DECODER, "encoder_width": 8, "conv_bias": True}
+
+
+def test_narrow_encoder_is_resnet18_with_every_layer_in_proportion():
+    from prrmse.layers import index_layers
+
+    full, narrow = _build(seed=0), _build(seed=0, encoder_width=16)
+    assert narrow.encoder.out_channels == [1, 16, 16, 32, 64, 128]
+    # the same module tree (names, kinds, forward order): only channel counts differ
+    full_layers, narrow_layers = index_layers(full), index_layers(narrow)
+    assert [(x.family, x.module_name) for x in full_layers] == [
+        (x.family, x.module_name) for x in narrow_layers
+    ]
+    assert len([x for x in narrow_layers if x.family == "bn"]) == 25
+    wide = full.encoder.state_dict()
+    for name, tensor in narrow.encoder.state_dict().items():
+        assert tensor.ndim == wide[name].ndim, name
+        if tensor.ndim:  # every channel count a quarter (the stem's 1 input channel kept)
+            assert tensor.shape[0] * 4 == wide[name].shape[0], name
+    assert narrow.encoder.layer4[0].conv1.dilation == (4, 4)  # output stride 8, as the full one
+    # torchvision's initialisation: BN at 1 / 0, convs drawn (kaiming, fan out)
+    assert torch.equal(narrow.encoder.bn1.weight, torch.ones(16))
+    std = narrow.encoder.layer2[0].conv1.weight.std().item()
+    assert abs(std - (2 / (32 * 9)) ** 0.5) < 0.01
+    # and the default is exactly smp's ResNet-18 (checkpoints of before stay valid)
+    assert full.prrmse_arch["options"]["encoder_width"] == 64
+    assert full.encoder.out_channels == [1, 64, 64, 128, 256, 512]
+    with pytest.raises(PrrmseError, match="encoder_width"):
+        build_model("pspnet", encoder_width=0)

@@ -30,6 +30,7 @@ rule sweep_controls:
     input:
         target=f"{RESULTS}/models/{{target}}/model.safetensors",
         data=lambda wc: f"{PROCESSED}/{wc.target.split('-')[2]}",
+        encoder=lambda wc: start_inputs(wc.target.split("-")[0]),  # reinit rebuilds the start
     output:
         table=f"{RESULTS}/sweeps/controls/{{target}}.csv",
         patients=f"{RESULTS}/sweeps/controls/{{target}}.patients.csv",

@@ -6,6 +6,7 @@ rule reuse:
         source=lambda wc: f"{RESULTS}/models/{wc.src}-s{wc.seed}/model.safetensors",
         plan=reuse_plan_input,
         data=lambda wc: f"{PROCESSED}/{wc.run_model.split('-')[2]}",
+        encoder=lambda wc: start_inputs(wc.run_model.split("-")[0]),
     output:
         model=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/model.safetensors",
         history=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/history.csv",
@@ -24,9 +25,11 @@ rule reuse:
         config=CONFIG_FILE,
         run=lambda wc: f"{wc.run_model}-s{wc.seed}-{wc.mode}-from-{wc.src}",
         out=lambda wc, output: os.path.dirname(output.model),
+        start=shared_encoder_flag(lambda wc: wc.run_model.split("-")[0]),
     shell:
         "prrmse reuse --config {params.config} --run {params.run} --source {input.source} "
-        "--plan {input.plan} --data {input.data} --out {params.out} --threads {threads} > {log} 2>&1"
+        "--plan {input.plan} --data {input.data} --out {params.out} --threads {threads} "
+        "{params.start} > {log} 2>&1"
 
 
 rule table1:
@@ -47,6 +50,7 @@ rule table1:
             category="Tables",
             labels={"table": "table1-findings"},
         ),
+        f"{RESULTS}/tables/table1-metrics.json",
     log:
         "logs/tables/table1.log",
     conda:

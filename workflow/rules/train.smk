@@ -1,9 +1,63 @@
-# Every model of the study: <network>-<task>-<dataset>[-n<N>]-s<seed> (config study.models x study.seeds).
+# Every model of the study: <network>-<task>-<dataset>[-n<N>]-s<seed> (config study.models x study.seeds),
+# and the shared encoder start of each network whose config says start.encoder: shared.
+
+
+def encoder_start(network):
+    """A network's start.encoder: independent, shared, or the path of a local file."""
+    return config["networks"][network].get("start", {}).get("encoder", "independent")
+
+
+def shared_encoder_networks():
+    return [n for n in config["networks"] if encoder_start(n) == "shared"]
+
+
+def start_inputs(network):
+    """The file a network's encoder starts from, if any: the shared one this workflow
+    makes, or a local file named in the config (tracked, so a changed file retrains)."""
+    choice = encoder_start(network)
+    if choice == "shared":
+        return [f"{RESULTS}/encoders/{network}.safetensors"]
+    return [] if choice == "independent" else [choice]
+
+
+def shared_encoder_flag(network):
+    def flag(wildcards, input):
+        if encoder_start(network(wildcards)) != "shared":
+            return ""
+        return f"--shared-encoder {input.encoder}"
+
+    return flag
+
+
+def model_network(wildcards):
+    return wildcards.model.split("-")[0]
+
+
+rule shared_encoder:
+    output:
+        f"{RESULTS}/encoders/{{encoder_network}}.safetensors",
+    log:
+        "logs/encoders/{encoder_network}.log",
+    wildcard_constraints:
+        encoder_network="|".join(shared_encoder_networks()) or "NONE",
+    conda:
+        "../../environment.yml"
+    threads: config["compute"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        config=CONFIG_FILE,
+    shell:
+        "prrmse encoder --config {params.config} --network {wildcards.encoder_network} "
+        "--out {output} --threads {threads} > {log} 2>&1"
 
 
 rule train:
     input:
         data=model_dataset,
+        encoder=lambda wc: start_inputs(model_network(wc)),
     output:
         model=f"{RESULTS}/models/{{model}}/model.safetensors",
         history=f"{RESULTS}/models/{{model}}/history.csv",
@@ -20,6 +74,7 @@ rule train:
         runtime=240,
     params:
         config=CONFIG_FILE,
+        start=shared_encoder_flag(model_network),
     shell:
         "prrmse train --config {params.config} --model {wildcards.model} --data {input.data} "
-        "--out $(dirname {output.model}) --threads {threads} > {log} 2>&1"
+        "--out $(dirname {output.model}) --threads {threads} {params.start} > {log} 2>&1"

@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from segmentation_models_pytorch.encoders.resnet import ResNetEncoder
 from torch import nn
+from torchvision.models.resnet import BasicBlock
 
 from prrmse.errors import PrrmseError
 
@@ -112,6 +114,49 @@ class PSPNet(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)
 
 
+RESNET18_WIDTH = 64  # stem and layer1 channels of ResNet-18; layers 2-4 double each time
+
+
+def resnet18_encoder(in_channels: int, width: int, output_stride: int) -> nn.Module:
+    """smp's ResNet-18 encoder (depth 5); at `width` != 64, the same blocks at widths
+    width, 2 width, 4 width, 8 width, initialised as torchvision initialises ResNet-18.
+
+    torchvision hard-codes ResNet-18's widths, so a narrow encoder rebuilds the stem and
+    the four layers with its own `_make_layer`: the module tree, the forward order and
+    the layer counts are those of ResNet-18; only the channel counts shrink (the demo's
+    CPU budget, as UNet's `width`).
+    """
+    if width == RESNET18_WIDTH:
+        return smp.encoders.get_encoder(
+            ENCODER_NAME, in_channels=in_channels, depth=ENCODER_DEPTH, weights=None,
+            output_stride=output_stride,
+        )  # fmt: skip
+    widths = [width, 2 * width, 4 * width, 8 * width]
+    encoder = ResNetEncoder(
+        out_channels=[in_channels, width, *widths],
+        depth=ENCODER_DEPTH,
+        block=BasicBlock,
+        layers=[2, 2, 2, 2],
+    )
+    encoder.inplanes, encoder.dilation = width, 1
+    encoder.conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
+    encoder.bn1 = nn.BatchNorm2d(width)
+    encoder.layer1 = encoder._make_layer(BasicBlock, widths[0], 2)
+    encoder.layer2 = encoder._make_layer(BasicBlock, widths[1], 2, stride=2)
+    encoder.layer3 = encoder._make_layer(BasicBlock, widths[2], 2, stride=2)
+    encoder.layer4 = encoder._make_layer(BasicBlock, widths[3], 2, stride=2)
+    for module in encoder.modules():  # torchvision ResNet's own initialisation
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.constant_(module.weight, 1)
+            nn.init.constant_(module.bias, 0)
+    encoder._in_channels = in_channels
+    if output_stride != 32:
+        encoder.make_dilated(output_stride)
+    return encoder
+
+
 def build_pspnet(
     conv_bias: bool = False,
     ppm_channels: int | None = None,
@@ -122,6 +167,7 @@ def build_pspnet(
     in_channels: int = 1,
     classes: int = 4,
     output_stride: int = 8,
+    encoder_width: int = RESNET18_WIDTH,
 ) -> PSPNet:
     """The registry's `pspnet`; paper defaults (bin width 512 / 4 bins = 128, bottleneck 512).
 
@@ -131,11 +177,14 @@ def build_pspnet(
     is ever downloaded. `output_stride` 8 is the original PSPNet's dilated ResNet
     (layer3/4 keep their resolution and dilate instead; every conv still runs): at
     stride 32 a 64x64 slice reaches the pyramid as 2x2 pixels and nothing is learned.
+    `encoder_width` is ResNet-18's stem width (64); smaller keeps every layer and narrows
+    all of them in proportion (`resnet18_encoder`), for CPU-sized demos.
     """
     ints = {
         "in_channels": in_channels,
         "classes": classes,
         "bottleneck_channels": bottleneck_channels,
+        "encoder_width": encoder_width,
     }
     if ppm_channels is not None:
         ints["ppm_channels"] = ppm_channels
@@ -151,13 +200,7 @@ def build_pspnet(
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise PrrmseError("pspnet option dropout", f"must be in [0, 1), got {dropout!r}")
 
-    encoder = smp.encoders.get_encoder(
-        ENCODER_NAME,
-        in_channels=in_channels,
-        depth=ENCODER_DEPTH,
-        weights=None,
-        output_stride=output_stride,
-    )
+    encoder = resnet18_encoder(in_channels, encoder_width, output_stride)
     # A fresh stem for grayscale input; smp's patched stem never has a bias, PSPNet-b's does.
     stem = encoder.conv1
     encoder.conv1 = nn.Conv2d(
@@ -205,7 +248,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
 
     expected = encoder.state_dict()
     stem = state.get(STEM_KEY)
-    wanted_in = expected[STEM_KEY].shape[1]
+    wanted_in = expected[STEM_KEY].shape[1] if STEM_KEY in expected else None
     if stem is not None and stem.ndim == 4 and stem.shape[1] == 3 and wanted_in == 1:
         state[STEM_KEY] = stem.sum(dim=1, keepdim=True)
 
@@ -215,7 +258,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     if missing or unexpected:
         raise PrrmseError(
             path,
-            f"keys do not match the {ENCODER_NAME} encoder: missing {_some(missing)}, "
+            f"keys do not match the {type(encoder).__name__} encoder: missing {_some(missing)}, "
             f"unexpected {_some(unexpected)}",
         )
     for key, value in state.items():
