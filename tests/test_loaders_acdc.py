@@ -5,6 +5,7 @@ import pytest
 
 from prrmse.data.acdc import iter_acdc
 from prrmse.data.loaders import iter_slices
+from prrmse.data.protocol import Protocol, protocol_from_config
 from tests.loader_fixtures import (
     COLS,
     ROWS,
@@ -149,3 +150,83 @@ def test_singular_affine(tmp_path):
     path = folder / "patient001_frame01.nii.gz"
     write_singular_nifti(path, np.ones((ROWS, COLS, 2), np.float32))
     expect_error(lambda: list(iter_acdc(tmp_path)), path, "singular affine")
+
+
+# ---------------------------------------------------------------- the protocol: sets and count
+
+
+@pytest.fixture
+def database(tmp_path):
+    """ACDC's current release: database/training/patient001.. and database/testing/patient101.."""
+    root = tmp_path / "database"
+    for number in (1, 2, 3):
+        write_acdc_patient(root / "training", number, n_slices=1)
+    for number in (101, 102):
+        write_acdc_patient(root / "testing", number, n_slices=1)
+    (root / "MANDATORY_CITATION.md").write_text("cite\n")
+    return root
+
+
+def _patients(records):
+    return sorted({r.patient for r in records})
+
+
+def test_configured_sets_are_the_only_ones_read(database):
+    training = Protocol(sets=("training",), expected_patients=3, where="datasets.acdc")
+    assert _patients(iter_slices("acdc", database, training)) == [
+        "patient001",
+        "patient002",
+        "patient003",
+    ]
+    both = Protocol(sets=("training", "testing"), expected_patients=5)
+    assert len(_patients(iter_acdc(database, both))) == 5
+    # without sets the whole root is searched: the trap the protocol keys close
+    assert len(_patients(iter_acdc(database))) == 5
+
+
+def test_set_folder_is_searched_recursively(tmp_path):
+    write_acdc_patient(tmp_path / "testing" / "testing", 101, n_slices=1)
+    write_acdc_patient(tmp_path / "training", 1, n_slices=1)
+    records = list(iter_acdc(tmp_path, Protocol(sets=("testing",))))
+    assert _patients(records) == ["patient101"] and records[0].group == "testing"
+
+
+@pytest.mark.parametrize("expected", [2, 100])
+def test_patient_count_other_than_expected_names_the_root(database, expected):
+    protocol = Protocol(sets=("training",), expected_patients=expected, where="datasets.acdc")
+    message = expect_error(
+        lambda: iter_acdc(database, protocol),
+        database,
+        "3 patientNNN folders found in training",
+        f"datasets.acdc.expected_patients is {expected}",
+    )
+    assert "testing" not in message
+
+
+def test_whole_database_against_the_training_count_is_refused(database):
+    protocol = Protocol(expected_patients=3, where="datasets.acdc")
+    expect_error(lambda: iter_acdc(database, protocol), database, "5 patientNNN folders found")
+
+
+def test_missing_or_empty_set_folder(database):
+    expect_error(
+        lambda: iter_acdc(database, Protocol(sets=("training", "validation"))),
+        database / "validation",
+        "set folder 'validation' not found",
+        "testing, training",
+    )
+    (database / "empty").mkdir()
+    expect_error(
+        lambda: iter_acdc(database, Protocol(sets=("empty",))),
+        database / "empty",
+        "no patientNNN folders in this set folder",
+    )
+
+
+def test_patient_id_pattern_does_not_apply_to_acdc(database):
+    protocol = protocol_from_config("acdc", {"patient_id": "patient(\\d+)"})
+    expect_error(
+        lambda: iter_slices("acdc", database, protocol),
+        "config datasets.acdc.patient_id",
+        "paired NIfTI only",
+    )

@@ -5,6 +5,8 @@ import pytest
 
 from prrmse.data.loaders import iter_slices
 from prrmse.data.nifti_pairs import iter_nifti_pairs
+from prrmse.data.prepare import assign_splits
+from prrmse.data.protocol import Protocol, natural_sorted, protocol_from_config
 from tests.loader_fixtures import (
     COLS,
     ROWS,
@@ -160,3 +162,117 @@ def test_truncated_file(tmp_path):
 def test_unknown_format_lists_the_valid_ones(tmp_path):
     message = expect_error(lambda: iter_slices("dicom", tmp_path), "format", "'dicom'")
     assert "acdc, rvsc, nifti_pairs" in message
+
+
+# ---------------------------------------------------------------- the protocol: patient IDs and order
+
+
+def _pair(folder, case, offset=0.0):
+    folder.mkdir(parents=True, exist_ok=True)
+    write_nifti(folder / f"{case}.nii.gz", slice_pattern(ROWS, COLS, offset))
+    write_nifti(folder / f"{case}_gt.nii.gz", label_pattern(ROWS, COLS, 1))
+
+
+def _first_last(patients, n_train, n_val, order="natural"):
+    split = {"method": "first_last", "n_train": n_train, "n_val": n_val, "order": order}
+    chosen = assign_splits(dict.fromkeys(patients, ""), split, "config datasets.t1.split")
+    return [p for p in chosen if chosen[p] == "train"], [p for p in chosen if chosen[p] == "val"]
+
+
+def test_patients_come_in_natural_order(tmp_path):
+    for number in (10, 2, 1, 21):
+        _pair(tmp_path, f"case_{number}", number)
+    records = list(iter_nifti_pairs(tmp_path))
+    assert [r.patient for r in records] == ["case_1", "case_2", "case_10", "case_21"]
+    # first 2 / last 1 in natural order; a text sort would put case_10 second
+    train, val = _first_last([r.patient for r in records], 2, 1)
+    assert train == ["case_1", "case_2"] and val == ["case_21"]
+    assert natural_sorted(["p10", "p9", "p009b", "P1"]) == ["P1", "p9", "p009b", "p10"]
+
+
+def test_explicit_order_list(tmp_path):
+    patients = ["case_1", "case_2", "case_10"]
+    train, val = _first_last(patients, 1, 1, order=["case_10", "case_1", "case_2"])
+    assert train == ["case_10"] and val == ["case_2"]
+    expect_error(
+        lambda: _first_last(patients, 1, 1, order=["case_10", "case_1", "case_3"]),
+        "config datasets.t1.split.order",
+        "listed but not found ['case_3']",
+        "found but not listed ['case_2']",
+    )
+
+
+def test_id_pattern_names_the_patients(tmp_path):
+    _pair(tmp_path, "T1map_P12_native", 12)
+    _pair(tmp_path, "T1map_P3_native", 3)
+    protocol = protocol_from_config("t1", {"patient_id": "P(\\d+)", "expected_patients": 2})
+    records = list(iter_slices("nifti_pairs", tmp_path, protocol))
+    assert [r.patient for r in records] == ["3", "12"]
+    assert records[0].image_file.name == "T1map_P3_native.nii.gz"
+
+
+def test_case_name_outside_the_pattern(tmp_path):
+    _pair(tmp_path, "P1")
+    _pair(tmp_path, "scout")
+    protocol = protocol_from_config("t1", {"patient_id": "P(\\d+)"})
+    expect_error(
+        lambda: iter_nifti_pairs(tmp_path, protocol),
+        tmp_path / "scout.nii.gz",
+        "'scout' does not match datasets.t1.patient_id",
+    )
+
+
+def test_two_files_of_one_patient_name_both(tmp_path):
+    _pair(tmp_path, "P001_a")
+    _pair(tmp_path / "more", "P1_b")
+    protocol = protocol_from_config("t1", {"patient_id": "P(\\d+)"})
+    message = expect_error(
+        lambda: iter_nifti_pairs(tmp_path, protocol),
+        tmp_path / "more" / "P1_b.nii.gz",
+        "maps to patient '1'",
+        str(tmp_path / "P001_a.nii.gz"),
+    )
+    assert "one image/label pair per patient" in message
+
+
+def test_ids_equal_in_natural_order_are_ambiguous(tmp_path):
+    _pair(tmp_path, "case_2")
+    _pair(tmp_path, "case_02")
+    expect_error(
+        lambda: iter_nifti_pairs(tmp_path),
+        tmp_path / "case_2.nii.gz",
+        "maps to patient 'case_2'",
+        str(tmp_path / "case_02.nii.gz"),
+    )
+
+
+@pytest.mark.parametrize("expected", [1, 4])
+def test_patient_count_other_than_expected_names_the_root(tmp_path, expected):
+    for number in (1, 2, 3):
+        _pair(tmp_path, f"case_{number}")
+    protocol = Protocol(expected_patients=expected, where="datasets.t1")
+    expect_error(
+        lambda: iter_nifti_pairs(tmp_path, protocol),
+        tmp_path,
+        "3 patients found",
+        f"datasets.t1.expected_patients is {expected}",
+    )
+
+
+@pytest.mark.parametrize(
+    "keys, where, words",
+    [
+        (
+            {"patient_id": "P(\\d+"},
+            "config datasets.t1.patient_id",
+            ["not a valid regular expression"],
+        ),
+        ({"patient_id": "(P)(\\d+)"}, "config datasets.t1.patient_id", ["2 groups"]),
+        ({"sets": ["training"]}, "config datasets.t1.sets", ["no set folders"]),
+    ],
+)
+def test_protocol_keys_that_do_not_apply(tmp_path, keys, where, words):
+    _pair(tmp_path, "case_1")
+    expect_error(
+        lambda: iter_nifti_pairs(tmp_path, protocol_from_config("t1", keys)), where, *words
+    )

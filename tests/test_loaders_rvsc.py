@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from prrmse.data.loaders import iter_slices
+from prrmse.data.protocol import Protocol
 from prrmse.data.rvsc import iter_rvsc
 from tests.loader_fixtures import (
     COLS,
@@ -179,3 +180,43 @@ def test_third_contour_at_one_location(tmp_path):
 def test_bad_dicom(rvsc_root, damage, words):
     damage(_dicom(rvsc_root))
     expect_error(lambda: list(iter_rvsc(rvsc_root)), _dicom(rvsc_root), *words)
+
+
+def _three_sets(root):
+    """TrainingSet with its contours, Test1Set and Test2Set with theirs in <set>Contours/."""
+    write_rvsc_patient(root / "TrainingSet", 1, LOCATIONS[:2], [1])
+    write_rvsc_patient(
+        root / "Test1Set", 17, LOCATIONS[:2], [1], contours_dir=root / "Test1SetContours"
+    )
+    write_rvsc_patient(
+        root / "Test2Set", 33, LOCATIONS[:2], [1], contours_dir=root / "Test2SetContours"
+    )
+    return root
+
+
+def test_configured_sets_and_count(tmp_path):
+    root = _three_sets(tmp_path)
+    protocol = Protocol(
+        sets=("TrainingSet", "Test1Set"), expected_patients=2, where="datasets.rvsc"
+    )
+    records = list(iter_slices("rvsc", root, protocol))
+    assert sorted({(r.patient, r.group) for r in records}) == [
+        ("patient01", "TrainingSet"),
+        ("patient17", "Test1Set"),
+    ]
+    expect_error(
+        lambda: iter_rvsc(root, Protocol(expected_patients=2, where="datasets.rvsc")),
+        root,
+        "3 patients with manual contours found",
+        "datasets.rvsc.expected_patients is 2",
+    )
+
+
+def test_listed_set_without_contours_is_refused(tmp_path):
+    root = _three_sets(tmp_path)
+    (root / "Test2SetContours" / "P33contours-manual").rename(root / "elsewhere")
+    expect_error(
+        lambda: iter_rvsc(root, Protocol(sets=("Test2Set",))),
+        root / "Test2Set",
+        "no patients with manual contours",
+    )

@@ -96,6 +96,38 @@ def test_random_split_is_by_patient_and_seeded():
         assign_splits(patients, {**split, "n_train": 8}, "s")
 
 
+def test_phantoms_meet_the_paper_protocol_keys(prepared, tmp_path):
+    """The phantoms lie as the real download does (acdc/training/patientNNN), so the
+    protocol keys of config/paper.yaml apply to them unchanged."""
+    root, config = prepared
+    dataset = {**config["datasets"]["acdc"], "sets": ["training"], "expected_patients": 6}
+    summary = prepare_dataset("acdc", dataset, config["prepare"], tmp_path / "ok")
+    assert summary["patients"] == {"train": 4, "val": 2}
+    rvsc = {**config["datasets"]["rvsc"], "sets": ["TrainingSet", "Test1Set"], "expected_patients": 5}
+    prepare_dataset("rvsc", rvsc, config["prepare"], tmp_path / "rvsc")
+    with pytest.raises(PrrmseError, match="6 patientNNN folders found in training, but "
+                                          "datasets.acdc.expected_patients is 100"):
+        prepare_dataset("acdc", {**dataset, "expected_patients": 100}, config["prepare"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_first_last_cuts_the_natural_order(prepared, tmp_path):
+    """T1 cases named without zero padding: first 3 / last 2 of case_1..case_10 by number."""
+    root, config = prepared
+    raw = tmp_path / "t1"
+    raw.mkdir()
+    source = root / "raw" / "t1"
+    for number in range(1, 6):
+        for suffix in (".nii.gz", "_gt.nii.gz"):
+            name = f"case_{2 * number if number > 1 else 1}{suffix}"  # case_1, 4, 6, 8, 10
+            (raw / name).write_bytes((source / f"patient{number:03d}{suffix}").read_bytes())
+    dataset = {**config["datasets"]["t1"], "root": str(raw), "expected_patients": 5}
+    prepare_dataset("t1", dataset, config["prepare"], tmp_path / "out")
+    index = load_processed(tmp_path / "out").index
+    assert sorted(index.loc[index.split == "train", "patient"].unique()) == ["case_1", "case_4", "case_6"]
+    assert sorted(index.loc[index.split == "val", "patient"].unique()) == ["case_10", "case_8"]
+
+
 def test_label_outside_label_map_is_refused(prepared, tmp_path):
     _, config = prepared
     dataset = {**config["datasets"]["acdc"], "label_map": {0: 0, 1: 1, 2: 2}}

@@ -1,4 +1,4 @@
-# Raw data (phantoms, when enabled) and preprocessing into 2D arrays.
+# Raw data (phantoms, when enabled), preprocessing into 2D arrays, and a look at them (qc).
 
 
 rule phantoms:
@@ -37,3 +37,31 @@ rule prepare:
         config=CONFIG_FILE,
     shell:
         "prrmse prepare --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+
+
+rule qc:
+    input:
+        f"{PROCESSED}/{{dataset}}",
+    output:
+        png=report(
+            f"{RESULTS}/qc/{{dataset}}.png",
+            caption="../report/qc.rst",
+            category="Data",
+            subcategory="Prepared datasets",
+            labels={"dataset": "{dataset}"},
+        ),
+        pdf=f"{RESULTS}/qc/{{dataset}}.pdf",
+    log:
+        "logs/qc/{dataset}.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        config=CONFIG_FILE,
+        out=lambda wc, output: os.path.splitext(output.png)[0],
+    shell:
+        "prrmse qc --config {params.config} --dataset {wildcards.dataset} --data {input} "
+        "--out {params.out} > {log} 2>&1"

@@ -1,8 +1,11 @@
 """ACDC loader: patientNNN folders with Info.cfg and the ED/ES frames with their `_gt` labels.
 
-Patient folders are searched recursively because the 2017 download nests the test set
-as `testing/testing/`; the record's group is the folder holding the patient folder.
-The `_4d` cine has no labels and is ignored.
+Which challenge sets are read is the protocol's `sets` (the paper: `training`, the 100
+patients with public labels; never `testing` too, which the current release also labels).
+Within each set folder patient folders are searched recursively because the 2017 download
+nests the test set as `testing/testing/`; without `sets` the whole root is searched. The
+record's group is the folder holding the patient folder. The `_4d` cine has no labels and
+is ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from prrmse.data.nifti_pairs import label_values, read_nifti, require_dir, require_finite
+from prrmse.data.protocol import Protocol, check_patient_count, set_folders
 from prrmse.data.records import RawSlice
 from prrmse.errors import PrrmseError
 
@@ -22,23 +26,28 @@ PATIENT_DIR = re.compile(r"patient\d{3}")
 PHASES = ("ED", "ES")
 
 
-def find_patient_dirs(root: Path) -> list[Path]:
-    """Every `patientNNN` folder under root, sorted by patient; a patient found twice is refused."""
-    if PATIENT_DIR.fullmatch(root.name):
+def find_patient_dirs(root: Path, sets: tuple[str, ...] | None = None) -> list[Path]:
+    """Every `patientNNN` folder under root (or under each of its `sets` folders), sorted by
+    patient; a patient found twice, or a listed set without patients, is refused."""
+    if sets is None and PATIENT_DIR.fullmatch(root.name):
         return [root]
     found: dict[str, Path] = {}
-    # followlinks=False: symlinked folders are listed (so a linked patient counts) but never
-    # entered, so a symlink loop cannot hang the search.
-    for dirpath, dirnames, _ in os.walk(root, followlinks=False):
-        dirnames.sort()
-        patients = [name for name in dirnames if PATIENT_DIR.fullmatch(name)]
-        for name in patients:
-            path = Path(dirpath) / name
-            if name in found:
-                raise PrrmseError(path, f"patient also found at {found[name]}")
-            found[name] = path
-        # No need to search inside a patient folder.
-        dirnames[:] = [name for name in dirnames if name not in patients]
+    for folder in set_folders(root, sets):
+        before = len(found)
+        # followlinks=False: symlinked folders are listed (so a linked patient counts) but
+        # never entered, so a symlink loop cannot hang the search.
+        for dirpath, dirnames, _ in os.walk(folder, followlinks=False):
+            dirnames.sort()
+            patients = [name for name in dirnames if PATIENT_DIR.fullmatch(name)]
+            for name in patients:
+                path = Path(dirpath) / name
+                if name in found:
+                    raise PrrmseError(path, f"patient also found at {found[name]}")
+                found[name] = path
+            # No need to search inside a patient folder.
+            dirnames[:] = [name for name in dirnames if name not in patients]
+        if sets is not None and len(found) == before:
+            raise PrrmseError(folder, "no patientNNN folders in this set folder")
     return [found[name] for name in sorted(found)]
 
 
@@ -116,16 +125,20 @@ def iter_phase_slices(patient_dir: Path, phase: str, frame: int) -> Iterator[Raw
         )
 
 
-def iter_acdc(root: Path) -> Iterator[RawSlice]:
-    """Every ED and ES slice of every ACDC patient under root, by (patient, phase, slice).
+def iter_acdc(root: Path, protocol: Protocol | None = None) -> Iterator[RawSlice]:
+    """Every ED and ES slice of every ACDC patient of the protocol's sets under root, by
+    (patient, phase, slice).
 
-    The folder search runs at call time, so a wrong root fails before any file is read.
+    The folder search and the patient count run at call time, so a wrong root fails
+    before any file is read.
     """
     root = Path(root)
+    protocol = protocol or Protocol()
     require_dir(root)
-    patient_dirs = find_patient_dirs(root)
+    patient_dirs = find_patient_dirs(root, protocol.sets)
     if not patient_dirs:
         raise PrrmseError(root, "no patientNNN folders found")
+    check_patient_count(root, len(patient_dirs), protocol, "patientNNN folders")
     return _iter_patients(patient_dirs)
 
 

@@ -5,6 +5,11 @@ Two layouts are accepted, anywhere under the root:
 - nnU-Net raw: `labelsTr/<case>.nii.gz` with `imagesTr/<case>_0000.nii.gz` (and `Ts`).
 Only channel `_0000` of an nnU-Net case is read: a series (T1 inversion times) is the
 4th axis of one file, not separate channels.
+
+A case is one patient: its ID is the case name, or what the protocol's `patient_id`
+pattern finds in it. Cases are ordered by a natural sort of their IDs (`case_2` before
+`case_10`); two cases whose IDs map to one patient (`P001_a` and `P001_b` under the
+pattern `P([0-9]+)`, or `case_2` and `case_02`) are an error naming both images.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
+from prrmse.data.protocol import NaturalKey, Protocol, check_patient_count, natural_key, patient_of
 from prrmse.data.records import RawSlice
 from prrmse.errors import PrrmseError
 
@@ -121,6 +127,7 @@ class NiftiCase:
     name: str
     image_file: Path
     label_file: Path
+    patient: str  # the patient ID: the case name until `assign_patients` applies a pattern
 
 
 def _find_image(folder: Path, stem: str, label_file: Path) -> Path:
@@ -157,8 +164,30 @@ def find_nifti_cases(root: Path) -> list[NiftiCase]:
                 raise PrrmseError(
                     label_file, f"case {name!r} also labelled by {cases[name].label_file}"
                 )
-            cases[name] = NiftiCase(name, image_file, label_file)
+            cases[name] = NiftiCase(name, image_file, label_file, name)
     return [cases[name] for name in sorted(cases)]
+
+
+def assign_patients(cases: list[NiftiCase], protocol: Protocol) -> list[NiftiCase]:
+    """Each case with its patient ID, in natural order of the IDs; one patient per case."""
+    by_key: dict[NaturalKey, NiftiCase] = {}
+    for case in cases:
+        patient = patient_of(case.name, protocol.patient_id, case.image_file, protocol.where)
+        key = natural_key(patient)
+        other = by_key.get(key)
+        if other is not None:
+            how = (
+                f"{protocol.where}.patient_id {protocol.patient_id.pattern!r}"
+                if protocol.patient_id
+                else "natural order"
+            )
+            raise PrrmseError(
+                case.image_file,
+                f"maps to patient {patient!r}, as {other.image_file} does (patient {other.patient!r}, "
+                f"{how}): one image/label pair per patient",
+            )
+        by_key[key] = NiftiCase(case.name, case.image_file, case.label_file, patient)
+    return [by_key[key] for key in sorted(by_key)]
 
 
 def iter_case_slices(case: NiftiCase) -> Iterator[RawSlice]:
@@ -184,7 +213,7 @@ def iter_case_slices(case: NiftiCase) -> Iterator[RawSlice]:
     for slice_index in range(labels.shape[2]):
         for series_index in range(series.shape[3]):
             yield RawSlice(
-                patient=case.name,
+                patient=case.patient,
                 group="",
                 phase="",
                 slice_index=slice_index,
@@ -197,12 +226,19 @@ def iter_case_slices(case: NiftiCase) -> Iterator[RawSlice]:
             )
 
 
-def iter_nifti_pairs(root: Path) -> Iterator[RawSlice]:
-    """Every 2D slice (and series image) of every image/label pair under root.
+def iter_nifti_pairs(root: Path, protocol: Protocol | None = None) -> Iterator[RawSlice]:
+    """Every 2D slice (and series image) of every image/label pair under root, by patient
+    in natural order of the IDs.
 
-    The folder search runs at call time, so a wrong root fails before any file is read.
+    The folder search, the patient IDs and count run at call time, so a wrong root fails
+    before any file is read.
     """
     root = Path(root)
+    protocol = protocol or Protocol()
+    if protocol.sets is not None:
+        raise PrrmseError(
+            f"config {protocol.where}.sets", "paired NIfTI has no set folders: leave sets null"
+        )
     require_dir(root)
     cases = find_nifti_cases(root)
     if not cases:
@@ -211,4 +247,6 @@ def iter_nifti_pairs(root: Path) -> Iterator[RawSlice]:
             "no image/label pairs found (<case>.nii.gz + <case>_gt.nii.gz, "
             "or nnU-Net imagesTr/labelsTr)",
         )
+    cases = assign_patients(cases, protocol)
+    check_patient_count(root, len(cases), protocol)
     return (record for case in cases for record in iter_case_slices(case))

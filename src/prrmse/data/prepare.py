@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from prrmse import provenance
 from prrmse.data.loaders import iter_slices
+from prrmse.data.protocol import explicit_order, natural_sorted, protocol_from_config
 from prrmse.data.records import RawSlice
 from prrmse.errors import PrrmseError
 from prrmse.io import atomic_path, sha256_file, write_json_atomic
@@ -107,8 +108,21 @@ def preprocess_slice(record: RawSlice, label_map: dict, settings: dict[str, Any]
 
 
 def assign_splits(patients: dict[str, str], split: dict[str, Any], source: str) -> dict[str, str]:
-    """patient -> 'train' | 'val' for patients in a split; others are left out."""
-    names = sorted(patients)
+    """patient -> 'train' | 'val' for patients in a split; others are left out.
+
+    `patients` maps each patient ID to its set folder. The patient order that first_last
+    cuts (and random permutes) is `split.order`: natural (IDs compared with digit runs as
+    numbers, `case_2` before `case_10`) or an explicit list of every ID.
+    """
+    order = split.get("order", "natural")
+    if isinstance(order, str):
+        if order != "natural":
+            raise PrrmseError(
+                f"{source}.order", f"unknown order {order!r}: natural or a list of patient IDs"
+            )
+        names = natural_sorted(patients)
+    else:
+        names = explicit_order(patients, order, f"{source}.order")
     method = split["method"]
     if method == "folder":
         wanted = {split["train_folder"]: "train", split["val_folder"]: "val"}
@@ -169,7 +183,7 @@ def prepare_dataset(
 ) -> dict[str, Any]:
     """Preprocess one dataset into `out`; return the summary written to meta.json."""
     root = Path(dataset["root"])
-    records = iter_slices(dataset["format"], root)
+    records = iter_slices(dataset["format"], root, protocol_from_config(name, dataset))
     images, labels, rows, groups = _collect(records, dataset["label_map"], settings)
     split_of = assign_splits(groups, dataset["split"], f"config datasets.{name}.split")
     keep = [i for i, row in enumerate(rows) if row["patient"] in split_of]
@@ -187,7 +201,9 @@ def prepare_dataset(
         "root": str(root),
         "n_slices": int(len(index)),
         "shape": list(image_array.shape[1:]),
-        "patients": {s: int(index.loc[index.split == s, "patient"].nunique()) for s in ("train", "val")},
+        "patients": {
+            s: int(index.loc[index.split == s, "patient"].nunique()) for s in ("train", "val")
+        },
         "slices": {s: int((index.split == s).sum()) for s in ("train", "val")},
         "label_counts": {str(c): int((label_array == c).sum()) for c in range(4)},
         "provenance": provenance.stamp(config={"dataset": dataset, "prepare": settings}),

@@ -23,6 +23,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_rescale
 
 from prrmse.data.nifti_pairs import one_line, require_dir, require_finite
+from prrmse.data.protocol import Protocol, check_patient_count, set_folders
 from prrmse.data.records import RawSlice
 from prrmse.errors import PrrmseError
 
@@ -91,11 +92,24 @@ def _contour_dir(set_dir: Path, patient_dir: Path) -> Path | None:
     return None
 
 
-def find_patients(root: Path) -> list[RvscPatient]:
-    """Patients of every set folder under root that has manual contours, sorted by name."""
+def find_patients(root: Path, sets: tuple[str, ...] | None = None) -> list[RvscPatient]:
+    """Patients of every set folder under root (or under each of its `sets` folders) that
+    has manual contours, sorted by name; a listed set without contoured patients is refused."""
     patients: dict[str, RvscPatient] = {}
+    for folder in set_folders(root, sets):
+        before = len(patients)
+        _find_in(folder, patients)
+        if sets is not None and len(patients) == before:
+            raise PrrmseError(
+                folder,
+                f"no patients with manual contours in this set folder or in {folder.name}Contours/",
+            )
+    return [patients[name] for name in sorted(patients)]
+
+
+def _find_in(top: Path, patients: dict[str, RvscPatient]) -> None:
     # followlinks=False: symlinked folders are listed but never entered, so loops cannot hang.
-    for dirpath, dirnames, _ in os.walk(root, followlinks=False):
+    for dirpath, dirnames, _ in os.walk(top, followlinks=False):
         dirnames.sort()
         set_dir = Path(dirpath)
         patient_dirs = [set_dir / name for name in dirnames if _is_patient_dir(set_dir / name)]
@@ -123,7 +137,6 @@ def find_patients(root: Path) -> list[RvscPatient]:
                 dicom_dir=patient_dir / f"P{patient_dir.name[-2:]}dicom",
                 contour_dir=contour_dir,
             )
-    return [patients[name] for name in sorted(patients)]
 
 
 def _number(ds: pydicom.Dataset, keyword: str) -> float | None:
@@ -331,18 +344,22 @@ def iter_patient_slices(patient: RvscPatient) -> Iterator[RawSlice]:
         )
 
 
-def iter_rvsc(root: Path) -> Iterator[RawSlice]:
-    """Every i-contoured image of every RVSC patient under root, by (patient, phase, slice).
+def iter_rvsc(root: Path, protocol: Protocol | None = None) -> Iterator[RawSlice]:
+    """Every i-contoured image of every RVSC patient of the protocol's sets under root, by
+    (patient, phase, slice).
 
-    The folder search runs at call time, so a wrong root fails before any file is read.
+    The folder search and the patient count run at call time, so a wrong root fails
+    before any file is read.
     """
     root = Path(root)
+    protocol = protocol or Protocol()
     require_dir(root)
-    patients = find_patients(root)
+    patients = find_patients(root, protocol.sets)
     if not patients:
         raise PrrmseError(
             root,
             "no RVSC patients with manual contours found "
             "(<set>/patientNN/PNNdicom/ + PNNcontours-manual/)",
         )
+    check_patient_count(root, len(patients), protocol, "patients with manual contours")
     return (record for patient in patients for record in iter_patient_slices(patient))
