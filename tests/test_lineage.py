@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,101 @@ def test_without_dvc_lock_the_stamps_are_followed(chain):
         lin.lineage(Path("results/fig.png"), root=chain)["inputs"][0]["inputs"][0]["status"]
         == "modified"
     )
+
+
+def test_verdict_tells_modified_from_unrecorded(chain, capsys):
+    """TRUSTED (exit 0), NOT TRUSTED naming what changed, UNVERIFIED when hashes were only
+    never recorded (a Snakemake run not recorded in dvc.lock): never "differs" for that."""
+    from prrmse.cli import main
+
+    assert lin.verdict(lin.lineage(Path("results/fig.png"), root=chain)).startswith("TRUSTED")
+    assert main(["lineage", "results/fig.png", "--root", str(chain)]) == 0
+    assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("TRUSTED")
+
+    lock = chain / "dvc.lock"
+    text = lock.read_text()
+    lock.unlink()  # a fresh Snakemake run: stamps only, the figure's own hash never recorded
+    tree = lin.lineage(Path("results/fig.png"), root=chain)
+    line = lin.verdict(tree)
+    assert line.startswith("UNVERIFIED: no hash was recorded for results/fig.png")
+    assert "prrmse dvc-record" in line and "differs from" not in line
+    assert lin.problems(tree) == [("results/fig.png", "unrecorded")]
+    assert main(["lineage", "results/fig.png", "--root", str(chain)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.rstrip().splitlines()[-1] == line
+    assert captured.err.startswith("prrmse lineage: error: results/fig.png: UNVERIFIED")
+    assert len(captured.err.strip().splitlines()) == 1
+
+    lock.write_text(text)
+    old = lock.stat().st_mtime - 100
+    os.utime(lock, (old, old))
+    (chain / "data/raw/scan.txt").write_text("edited\n")
+    tree = lin.lineage(Path("results/fig.png"), root=chain)
+    line = lin.verdict(tree)
+    assert line.startswith("NOT TRUSTED: data/raw/scan.txt modified")
+    assert "written after" in line and "prrmse dvc-record" in line  # newer than dvc.lock
+    with pytest.raises(PrrmseError, match="NOT TRUSTED: data/raw/scan.txt modified"):
+        lin.run_lineage(Path("results/fig.png"), root=chain)
+    (chain / "data/raw/scan.txt").unlink()
+    assert "data/raw/scan.txt missing" in lin.verdict(
+        lin.lineage(Path("results/fig.png"), root=chain)
+    )
+
+
+def _resource_table(root: Path, digest: str, key: str = "inputs") -> None:
+    stamp = provenance.stamp(**{key: {"prrmse/resources/paper_table1.csv": digest}})
+    (root / "results").mkdir(parents=True, exist_ok=True)
+    (root / "results/table1.csv").write_text(provenance.csv_header(stamp) + "a\n1\n")
+
+
+@pytest.mark.parametrize("key", ["inputs", "resources"])
+def test_package_resources_are_found_in_the_package_with_their_hash(tmp_path, key):
+    """A stamp names the paper's table by its place in the package, not by a path: it is
+    looked up in the installed package wherever the command runs, and its sha256 checked."""
+    from prrmse import paper
+
+    assert not (tmp_path / "prrmse").exists()
+    _resource_table(tmp_path, sha256_file(paper.TABLE1_CSV), key)
+    tree = lin.lineage(Path("results/table1.csv"), root=tmp_path)
+    (resource,) = tree["inputs"]
+    assert resource["path"] == "prrmse/resources/paper_table1.csv"
+    assert resource["status"] == "ok" and resource["origin"] == "package"
+    assert resource["type"] == "file" and resource["trusted"]
+    assert Path(resource["location"]).resolve() == paper.TABLE1_CSV.resolve()
+    line = next(x for x in lin.render_tree(tree).splitlines() if "paper_table1" in x)
+    assert "  ok  [package]" in line
+
+    _resource_table(tmp_path, "0" * 64, key)
+    tree = lin.lineage(Path("results/table1.csv"), root=tmp_path)
+    assert tree["inputs"][0]["status"] == "modified" and not tree["trusted"]
+    assert "prrmse/resources/paper_table1.csv modified" in lin.verdict(tree)
+
+
+def test_package_resources_are_checked_through_dvc_lock_too(tmp_path):
+    """dvc.lock vouches for src/prrmse as a whole; the stamp names the resource the table
+    compared itself with, and that is checked in the package as well."""
+    from prrmse import paper
+
+    _resource_table(tmp_path, sha256_file(paper.TABLE1_CSV))
+    lock = {"stages": {"table1": {"cmd": "prrmse table1", "deps": [],
+                                  "outs": [_entry(tmp_path, "results/table1.csv")]}}}  # fmt: skip
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    tree = lin.lineage(Path("results/table1.csv"), root=tmp_path)
+    assert tree["origin"] == "dvc.lock" and tree["trusted"]
+    (resource,) = tree["inputs"]
+    assert resource["role"] == "resource" and resource["origin"] == "package"
+    assert resource["status"] == "ok"
+
+
+def test_unknown_resource_is_missing_not_looked_up_elsewhere(tmp_path):
+    assert lin.package_resource("prrmse/resources/../cli.py") is None
+    assert lin.package_resource("results/x.csv") is None
+    _resource_table(tmp_path, "0" * 64)
+    text = (tmp_path / "results/table1.csv").read_text()
+    (tmp_path / "results/table1.csv").write_text(text.replace("paper_table1.csv", "nope.csv"))
+    tree = lin.lineage(Path("results/table1.csv"), root=tmp_path)
+    assert tree["inputs"][0]["status"] == "missing"
+    assert "prrmse/resources/nope.csv missing" in lin.verdict(tree)
 
 
 def test_file_inside_a_directory_out(tmp_path):

@@ -50,6 +50,16 @@ def _run_prepare(args: argparse.Namespace) -> None:
     )
 
 
+def _run_qc(args: argparse.Namespace) -> None:
+    from prrmse.config import dataset_config, load_config
+    from prrmse.data.qc import run_qc
+
+    config = load_config(args.config)
+    dataset_config(config, args.dataset, args.config)
+    png, _ = run_qc(args.data, args.out, args.dataset, config["qc"]["slices_per_split"])
+    print(f"qc {args.dataset}: montage of {args.data} -> {png}")
+
+
 def _run_train(args: argparse.Namespace) -> None:
     from prrmse.config import load_config
     from prrmse.naming import parse_model_name
@@ -57,12 +67,60 @@ def _run_train(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     spec = parse_model_name(args.model)
-    record = train_model(spec, config, args.data, args.out, threads=args.threads)
+    record = train_model(
+        spec, config, args.data, args.out, threads=args.threads, shared_encoder=args.shared_encoder
+    )
     scores = record["metrics"]
     shown = (
         "Dice " + " ".join(f"{d:.3f}" for d in scores["dice"]) if "dice" in scores else f"MSE {scores['mse']:.5f}"
     )
-    print(f"train {spec.name}: best epoch {record['best_epoch']}, validation {shown} -> {args.out}")
+    print(
+        f"train {spec.name}: model of epoch {record['best_epoch']} ({record['selection']['rule']}), "
+        f"validation {shown} -> {args.out}"
+    )
+
+
+def _run_encoder(args: argparse.Namespace) -> None:
+    from prrmse.config import load_config
+    from prrmse.encoder import make_shared_encoder
+
+    config = load_config(args.config)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    make_shared_encoder(config, args.network, args.out, threads=args.threads)
+
+
+def _run_import_weights(args: argparse.Namespace) -> None:
+    from prrmse.config import load_config
+    from prrmse.import_weights import import_resnet18
+    from prrmse.start import start_config
+
+    config = load_config(args.config)
+    networks = config["networks"]
+    if args.network not in networks:
+        known = ", ".join(sorted(networks)) or "none"
+        raise PrrmseError(args.config, f"no networks entry '{args.network}' (config defines: {known})")
+    named = start_config(networks[args.network])["encoder"]
+    out = args.out
+    if out is None:
+        if named in ("independent", "shared"):
+            raise PrrmseError(
+                f"{args.config}: config key networks.{args.network}.start.encoder",
+                f"is {named!r}, not a file: pass --out",
+            )
+        out = Path(named)
+    record = import_resnet18(
+        args.pth, networks[args.network], out, args.network,
+        where=f"{args.config}: config key networks.{args.network}",
+    )  # fmt: skip
+    note = "" if Path(named) == Path(out) else f" (networks.{args.network}.start.encoder is {named!r})"
+    print(
+        f"import-weights {args.network}: {record['mapping']['tensors']} encoder tensors of "
+        f"{args.pth.name} (sha256 {record['source']['sha256'][:12]}), {record['mapping']['stem']}, "
+        f"fc dropped -> {out}{note}"
+    )
 
 
 def sweep_settings(config_path: Path, threads: int | None) -> Any:
@@ -104,11 +162,19 @@ def _run_rmse(args: argparse.Namespace) -> None:
 
 def _run_plan(args: argparse.Namespace) -> None:
     from prrmse.config import load_config
+    from prrmse.naming import parse_model_name
     from prrmse.plan import run_plan
 
-    options = load_config(args.config)["analysis"]["plan"]
-    thresholds = {"max_dice_drop": options["max_dice_drop"], "max_rmse_w": options["max_rmse_w"]}
-    plan = run_plan(args.sweep, args.rmse, args.out, thresholds, options["rule"], args.target, args.source)
+    config = load_config(args.config)
+    options = config["analysis"]["plan"]
+    thresholds = {"max_dice_drop": options["max_dice_drop"], "max_rel_rmse_w": options["max_rel_rmse_w"]}
+    network_name = parse_model_name(args.target).network
+    if network_name not in config["networks"]:
+        raise PrrmseError(args.config, f"no networks entry '{network_name}' for the target {args.target}")
+    network = config["networks"][network_name]
+    plan = run_plan(
+        args.sweep, args.rmse, args.out, thresholds, options["rule"], args.target, args.source, network=network
+    )
     share = plan["share"]
     print(
         f"plan {args.source} -> {args.target}: {share['entries']:.1%} of entries, "
@@ -143,7 +209,10 @@ def _run_table(args: argparse.Namespace) -> None:
 
     builders = {"baseline": baseline_table, "plans": plan_table}
     table = builders[args.kind](args.inputs)
-    stamp = provenance.stamp(inputs={str(p): sha256_file(p) for p in args.inputs})
+    # what the builder read besides --inputs: checkpoints, and the paper's packaged files by
+    # their package-relative name (never an absolute path)
+    inputs = {**{str(p): sha256_file(p) for p in args.inputs}, **table.attrs.get("inputs", {})}
+    stamp = provenance.stamp(inputs=inputs, resources=table.attrs.get("resources", {}))
     write_table(table, args.out, args.caption or args.kind, stamp)
     print(f"table {args.kind}: {len(table)} rows -> {args.out}.csv, .md, .tex")
 
@@ -158,15 +227,22 @@ def _run_reuse(args: argparse.Namespace) -> None:
     run = parse_run_name(args.run)
     if run.source is None:
         raise PrrmseError(args.run, "a reuse run is named <model>-<freeze|finetune|selffer>-from-<source>")
-    setup = plan_setup(args.source, args.plan, run.mode)
+    setup = plan_setup(args.source, args.plan, run.mode, config["reuse"]["frozen_bn"])
     extra = {"reuse": {"run": run.name, "mode": run.mode, "source": run.source}}
-    record = train_model(run.model, config, args.data, args.out, threads=args.threads, setup=setup, extra_record=extra)
+    record = train_model(
+        run.model, config, args.data, args.out, threads=args.threads, setup=setup,
+        extra_record=extra, shared_encoder=args.shared_encoder,
+    )  # fmt: skip
     dice = " ".join(f"{d:.3f}" for d in record["metrics"]["dice"])
-    print(f"reuse {run.name}: best epoch {record['best_epoch']}, validation Dice {dice} -> {args.out}")
+    print(
+        f"reuse {run.name}: model of epoch {record['best_epoch']} ({record['selection']['rule']}), "
+        f"validation Dice {dice} -> {args.out}"
+    )
 
 
 def _run_table1(args: argparse.Namespace) -> None:
     from prrmse.cli_beyond import bootstrap_settings
+    from prrmse.config import load_config
     from prrmse.naming import parse_run_name
     from prrmse.table1 import make_table1
 
@@ -177,9 +253,16 @@ def _run_table1(args: argparse.Namespace) -> None:
         runs.append({"n_train": run.model.n_train, "source": run.source_label, "mode": run.mode,
                      "seed": run.model.seed, "metrics_json": path,
                      "patients_csv": patients if patients.exists() else None})  # fmt: skip
-    table, findings = make_table1(runs, args.out, bootstrap=bootstrap_settings(args.config))
-    held = sum(1 for f in findings if f.get("holds_ours") is True)
-    print(f"table1: {len(table)} rows, {held}/{len(findings)} findings hold on our numbers -> {args.out}.csv")
+    min_seeds = load_config(args.config)["analysis"]["verdicts"]["min_seeds"]
+    table, findings = make_table1(
+        runs, args.out, bootstrap=bootstrap_settings(args.config), min_seeds=min_seeds
+    )
+    verdicts = [f["ours"] for f in findings]
+    print(
+        f"table1: {len(table)} rows, findings on our numbers: {verdicts.count('holds')} hold, "
+        f"{verdicts.count('does not hold')} do not, {len(verdicts) - verdicts.count('holds') - verdicts.count('does not hold')} "
+        f"inconclusive -> {args.out}.csv"
+    )
 
 
 def _run_rmse_to_ideal(args: argparse.Namespace) -> None:
@@ -212,13 +295,42 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", type=Path, required=True, help="processed dataset folder to write")
     prepare.set_defaults(handler=_run_prepare)
 
+    qc = verbs.add_parser("qc", help="PNG montage of a prepared dataset: sample slices, label outlines, class counts")
+    _config_arg(qc)
+    qc.add_argument("--dataset", required=True, help="a dataset named in the config")
+    qc.add_argument("--data", type=Path, required=True, help="its prepared dataset folder")
+    qc.add_argument("--out", type=Path, required=True, help="output base path (no suffix): .png and .pdf")
+    qc.set_defaults(handler=_run_qc)
+
     train = verbs.add_parser("train", help="train one model of the study (resumes a killed run)")
     _config_arg(train)
     train.add_argument("--model", required=True, help="<network>-<task>-<dataset>[-n<N>]-s<seed>")
     train.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
     train.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    train.add_argument(
+        "--shared-encoder", type=Path, default=None, help="the network's shared encoder start (start.encoder: shared)"
+    )
     train.set_defaults(handler=_run_train)
+
+    encoder = verbs.add_parser("encoder", help="make a network's shared encoder start (config encoders.<network>)")
+    _config_arg(encoder)
+    encoder.add_argument("--network", required=True, help="a network of the config")
+    encoder.add_argument("--out", type=Path, required=True, help="safetensors file to write")
+    encoder.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    encoder.set_defaults(handler=_run_encoder)
+
+    imported = verbs.add_parser(
+        "import-weights",
+        help="a torchvision ResNet-18 state dict (.pth) -> the network's encoder start file (safetensors)",
+    )
+    _config_arg(imported)
+    imported.add_argument("--pth", type=Path, required=True, help="torch.save(resnet18.state_dict()) file")
+    imported.add_argument("--network", default="pspnet", help="a network of the config (default: pspnet)")
+    imported.add_argument(
+        "--out", type=Path, default=None, help="safetensors file to write (default: its start.encoder path)"
+    )
+    imported.set_defaults(handler=_run_import_weights)
 
     sweep = verbs.add_parser("sweep", help="replace each (layer, kind) of a target by a source's, measure Dice")
     _config_arg(sweep)
@@ -269,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     reuse.add_argument("--data", type=Path, required=True, help="the target's prepared dataset")
     reuse.add_argument("--out", type=Path, required=True, help="run folder to write")
     reuse.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    reuse.add_argument(
+        "--shared-encoder", type=Path, default=None, help="the network's shared encoder start (start.encoder: shared)"
+    )
     reuse.set_defaults(handler=_run_reuse)
 
     table1 = verbs.add_parser("table1", help="the paper's Table 1 from the reuse runs' metrics")

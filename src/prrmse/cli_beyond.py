@@ -100,7 +100,8 @@ def _run_claims(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     inputs = ClaimInputs(
         sweeps=args.sweeps, rmse=args.rmse, noise_floor=args.noise_floor, plans=args.plans,
-        table1_csv=args.table1, reuse_runs=args.runs, **config["analysis"]["bootstrap"],
+        bnstats=args.bnstats, table1_csv=args.table1, reuse_runs=args.runs,
+        min_seeds=config["analysis"]["verdicts"]["min_seeds"], **config["analysis"]["bootstrap"],
     )  # fmt: skip
     claims = run_claims(inputs, args.out, args.csv)
     counts = {
@@ -180,6 +181,9 @@ def register(verbs: Any) -> None:
         help="RMSE tables of one model at two seeds",
     )
     claims.add_argument("--plans", type=Path, nargs="*", default=[], help="reuse plan JSONs")
+    claims.add_argument(
+        "--bnstats", type=Path, nargs="*", default=[], help="BN scale/shift tables (every seed)"
+    )
     claims.add_argument(
         "--table1", type=Path, default=None, help="table1.csv (its provenance names the runs)"
     )

@@ -14,9 +14,12 @@ writes one DVC stage per job:
   pipefail`; every command is a single `prrmse` call, so an `&&` chain keeps
   the exit status that matters.
 - deps: the job's inputs plus the package source `src/prrmse` (the code every
-  verb runs; `.dvcignore` keeps `__pycache__` out of its hash).
+  verb runs; `.dvcignore` keeps `__pycache__` out of its hash, and Snakemake's
+  `.snakemake_timestamp` out of a directory output's).
 - params: the config keys the job's verb reads (VERB_PARAMS), keyed against
-  the config file the jobs read. A key absent from the file is tracked through
+  the config file the jobs read, and against its site file too (`site:`, prrmse.config)
+  where that file exists and sets them: the jobs read the merged value, so a change in
+  either file reruns the stage. A key absent from the file is tracked through
   its nearest ancestor the file has (so a `-S` that adds it still reruns the
   stage), or left out when the file has none: the verb then uses the schema's
   default, which lives in `src/prrmse` (a dep). Listing every key the verbs
@@ -28,6 +31,15 @@ writes one DVC stage per job:
   cached, so a pulled or run-cache-restored product keeps the log of the run
   that made it. `metrics.json` files are declared as metrics and
   `history.csv` files as plots (x: epoch), both cached.
+- top level, for `dvc plots show` / `dvc metrics show`: every PNG a job writes (the
+  figures) as an image plot, every `*-metrics.json` (Table 1's mean Dice per row) as a
+  metrics file; both stay outs of the stage that writes them.
+
+`prrmse dvc-record` records a finished Snakemake run in dvc.lock (`make demo` ends with
+it): `dvc commit -f` of every stage whose job Snakemake considers done, the outputs'
+modification times put back as Snakemake left them (DVC's links replace the files), so
+`dvc status`, a no-op `dvc repro` and `snakemake -n` all agree. The reverse direction,
+after `dvc pull`/`checkout`/`repro`, is `prrmse dvc-sync --touch-snakemake`.
 
 Lists and stages are sorted, so regenerating is byte-identical; a test
 compares the committed dvc.yaml with a fresh generation.
@@ -39,9 +51,11 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +66,9 @@ from prrmse.errors import PrrmseError
 from prrmse.io import write_text_atomic
 
 CODE_DEP = "src/prrmse"
-DVCIGNORE_LINES = ("__pycache__/", "*.pyc")
+# byte code stays out of the `src/prrmse` hash; Snakemake's timestamp file in a directory
+# output (its mtime carrier, rewritten by `snakemake --touch`) stays out of the folder's hash
+DVCIGNORE_LINES = ("__pycache__/", "*.pyc", ".snakemake_timestamp")
 HEADER = (
     "# Generated from the Snakefile's jobs by prrmse.dvcgen ({config}); never edit by hand.\n"
     "# Regenerate after changing the workflow or the config's structure; tests fail on drift.\n"
@@ -62,6 +78,8 @@ HEADER = (
 DAG_CORES = 1024
 _STAGE_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
 _SHELL_OPERATORS = {">", ">>", "2>&1", "|", "&&", "||", ";", "<"}
+TOP_METRICS_SUFFIX = "-metrics.json"  # results/tables/table1-metrics.json
+IMAGE_PLOT_SUFFIXES = (".png",)  # DVC renders these as image plots
 
 
 def _network_of(model: str) -> str:
@@ -83,18 +101,31 @@ def _run_network_of(run: str) -> str:
 VERB_PARAMS: dict[str, Callable[[dict[str, list[str]]], list[str]]] = {
     "phantoms": lambda a: ["phantoms.seed", f"phantoms.{a['--dataset'][0]}"],
     "prepare": lambda a: [f"datasets.{a['--dataset'][0]}", "prepare"],
+    "qc": lambda a: ["qc"],
     "train": lambda a: ["train", f"networks.{_network_of(a['--model'][0])}"],
-    "reuse": lambda a: ["train", f"networks.{_run_network_of(a['--run'][0])}"],
+    "reuse": lambda a: ["train", f"networks.{_run_network_of(a['--run'][0])}", "reuse.frozen_bn"],
+    # the shared encoder start: its recipe, the network, and for a pretext recipe the
+    # training, the phantom pool (phantoms.acdc's settings) and its preprocessing
+    "encoder": lambda a: [
+        f"encoders.{a['--network'][0]}",
+        f"networks.{a['--network'][0]}",
+        "train",
+        "phantoms.seed",
+        "phantoms.acdc",
+        "prepare",
+    ],
     "sweep": lambda a: ["analysis.sweep"],
     "sweep-controls": lambda a: ["analysis.sweep", "analysis.controls"],
     "cka": lambda a: ["analysis.cka", "analysis.sweep.device"],
     "summarise": lambda a: ["analysis.bootstrap"],
-    "table1": lambda a: ["analysis.bootstrap"],
-    "claims": lambda a: ["analysis.bootstrap", "analysis.plan"],
+    "table1": lambda a: ["analysis.bootstrap", "analysis.verdicts"],
+    "claims": lambda a: ["analysis.bootstrap", "analysis.plan", "analysis.verdicts"],
+    # the relative-RMSE rule is calibrated on two untrained models of the target's network
     "plan": lambda a: [
         "analysis.plan.rule",
         "analysis.plan.max_dice_drop",
-        "analysis.plan.max_rmse_w",
+        "analysis.plan.max_rel_rmse_w",
+        f"networks.{_network_of(a['--target'][0])}",
     ],
 }
 
@@ -111,6 +142,7 @@ class Job:
     logs: list[str]
     shellcmd: str
     upstream: list[str] = field(default_factory=list)
+    needrun: bool = True  # Snakemake would (re)run it (always, for a forceall DAG)
 
 
 @contextlib.contextmanager
@@ -137,8 +169,15 @@ def _relative(path: str | Path, workdir: Path) -> str:
             return p.as_posix()
 
 
-def snakemake_jobs(snakefile: Path, configfile: Path, workdir: Path) -> list[Job]:
-    """Every concrete job of the Snakemake DAG (forceall), without the target-only rules."""
+def snakemake_jobs(
+    snakefile: Path, configfile: Path, workdir: Path, forceall: bool = True
+) -> list[Job]:
+    """Every concrete job of the Snakemake DAG, without the target-only rules.
+
+    forceall: every job, as if nothing had run (what dvc.yaml is generated from); else the
+    same jobs, each with `needrun` as Snakemake sees the workdir now (missing, older or
+    incomplete outputs, changed params or code).
+    """
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (
@@ -161,10 +200,12 @@ def snakemake_jobs(snakefile: Path, configfile: Path, workdir: Path) -> list[Job
                 config_settings=ConfigSettings(configfiles=[Path(config_rel)]),
                 snakefile=Path(snakefile),
             )
-            wf_api.dag(DAGSettings(targets=frozenset(), forceall=True))
+            wf_api.dag(DAGSettings(targets=frozenset(), forceall=forceall, force_incomplete=True))
             # Private API (hence the pinned snakemake): the CLI lists no complete jobs.
             wf = wf_api._workflow
-            wf._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
+            wf._prepare_dag(
+                forceall=forceall, ignore_incomplete=forceall, lock_warn_only=True, nolock=True
+            )
             wf._build_dag()
         except PrrmseError:
             raise
@@ -189,6 +230,7 @@ def snakemake_jobs(snakefile: Path, configfile: Path, workdir: Path) -> list[Job
                     logs=[_relative(lg, workdir) for lg in job.log],
                     shellcmd=shellcmd,
                     upstream=sorted({dep.rule.name for dep in wf.dag.job_dependencies(job)}),
+                    needrun=forceall or bool(wf.dag.needrun(job)),
                 )
             )
     return jobs
@@ -260,6 +302,11 @@ def _get(config: dict[str, Any], dotted: str) -> tuple[bool, Any]:
 
 def job_params(job: Job, config: dict[str, Any], config_rel: str) -> list[str]:
     """The config keys the job's verb reads that the config file sets (sorted)."""
+    return tracked_keys(job_read_keys(job, config_rel), config)
+
+
+def job_read_keys(job: Job, config_rel: str) -> list[str]:
+    """The config keys the job's verb reads (VERB_PARAMS), whichever file sets them."""
     verb, args = parse_verb(job.shellcmd)
     if "--config" not in args:
         if verb in VERB_PARAMS:
@@ -278,7 +325,7 @@ def job_params(job: Job, config: dict[str, Any], config_rel: str) -> list[str]:
             f"rule {job.rule}",
             f"verb '{verb}' takes --config but prrmse.dvcgen.VERB_PARAMS does not say which keys it reads",
         )
-    return tracked_keys(VERB_PARAMS[verb](args), config)
+    return VERB_PARAMS[verb](args)
 
 
 def tracked_keys(keys: list[str], config: dict[str, Any]) -> list[str]:
@@ -298,12 +345,47 @@ def tracked_keys(keys: list[str], config: dict[str, Any]) -> list[str]:
     return sorted(k for k in chosen if not any(k.startswith(o + ".") for o in chosen if o != k))
 
 
+def site_keys(keys: list[str], site: dict[str, Any]) -> list[str]:
+    """The keys DVC tracks in a site file: each key the file sets, or sets values inside
+    (`datasets.acdc` where it sets `datasets.acdc.root`), or replaces whole (an ancestor
+    set to a non-mapping). A key the site file does not reach is the config file's alone."""
+    chosen: set[str] = set()
+    for key in keys:
+        node: Any = site
+        parts = key.split(".")
+        for cut, part in enumerate(parts):
+            if not isinstance(node, dict):
+                chosen.add(".".join(parts[:cut]))
+                break
+            if part not in node:
+                break
+            node = node[part]
+        else:
+            chosen.add(key)
+    return sorted(k for k in chosen if not any(k.startswith(o + ".") for o in chosen if o != k))
+
+
 def _folders(job: Job) -> list[str]:
     folders = {str(Path(p).parent.as_posix()) for p in job.outputs + job.logs}
     return sorted(f for f in folders if f not in ("", "."))
 
 
-def build_stage(job: Job, config: dict[str, Any], config_rel: str) -> dict[str, Any]:
+# The config's site file (prrmse.config: `site:`, git-ignored, merged over the config by
+# every verb): its path relative to the workdir and its own content.
+Site = tuple[str, dict[str, Any]]
+
+
+def site_params_file(workdir: Path, config_rel: str, config: dict[str, Any]) -> Site | None:
+    """The site file the config names, when it exists: its keys are params of their own."""
+    from prrmse.config import read_site
+
+    found = read_site(config, Path(workdir) / config_rel)
+    return None if found is None else (_relative(found[0].resolve(), Path(workdir)), found[1])
+
+
+def build_stage(
+    job: Job, config: dict[str, Any], config_rel: str, site: Site | None = None
+) -> dict[str, Any]:
     folders = _folders(job)
     cmd = job.shellcmd
     if folders:
@@ -311,9 +393,15 @@ def build_stage(job: Job, config: dict[str, Any], config_rel: str) -> dict[str, 
     stage: dict[str, Any] = {"cmd": cmd}
     deps = sorted(set(job.inputs) | {CODE_DEP})
     stage["deps"] = deps
-    params = job_params(job, config, config_rel)
-    if params:
-        stage["params"] = [{config_rel: params}]
+    keys = job_read_keys(job, config_rel)
+    params = tracked_keys(keys, config)
+    # a key the site file sets is tracked in it too: the job reads the merged value
+    site_params = site_keys(keys, site[1]) if site is not None else []
+    entries = [{config_rel: params}] if params else []
+    if site is not None and site_params:
+        entries.append({site[0]: site_params})
+    if entries:
+        stage["params"] = entries
     outs, metrics, plots = [], [], []
     for path in sorted(set(job.outputs) | set(job.logs)):
         name = Path(path).name
@@ -343,18 +431,35 @@ def _load_config_file(path: Path) -> dict[str, Any]:
 
 
 def generate_dvc_yaml(snakefile: Path, configfile: Path, workdir: Path) -> dict[str, Any]:
-    """The dvc.yaml content (a dict with `stages`) for every job of the Snakemake DAG."""
+    """The dvc.yaml content (`stages`, `metrics`, `plots`) for every job of the Snakemake DAG."""
     workdir = Path(workdir).resolve()
     config_rel = _relative((workdir / configfile).resolve(), workdir)
     jobs = snakemake_jobs(snakefile, configfile, workdir)
     config = _load_config_file(workdir / config_rel)
+    site = site_params_file(workdir, config_rel, config)
+    return dvc_yaml_content(jobs, config, config_rel, site)
+
+
+def dvc_yaml_content(
+    jobs: list[Job], config: dict[str, Any], config_rel: str, site: Site | None = None
+) -> dict[str, Any]:
+    """One stage per job, plus the top-level `metrics` (every `*-metrics.json` a job writes)
+    and `plots` (every PNG a job writes, shown by `dvc plots show` as an image)."""
     stages: dict[str, dict[str, Any]] = {}
     for job in jobs:
         name = stage_name(job)
         if name in stages:
             raise PrrmseError(f"rule {job.rule}", f"two jobs map to the DVC stage name '{name}'")
-        stages[name] = build_stage(job, config, config_rel)
-    return {"stages": {name: stages[name] for name in sorted(stages)}}
+        stages[name] = build_stage(job, config, config_rel, site)
+    content: dict[str, Any] = {"stages": {name: stages[name] for name in sorted(stages)}}
+    files = sorted({o for job in jobs for o in job.outputs if o not in job.directories})
+    metrics = [o for o in files if Path(o).name.endswith(TOP_METRICS_SUFFIX)]
+    plots = [o for o in files if Path(o).suffix.lower() in IMAGE_PLOT_SUFFIXES]
+    if metrics:
+        content["metrics"] = metrics
+    if plots:
+        content["plots"] = plots
+    return content
 
 
 def render_dvc_yaml(content: dict[str, Any], configfile: str | Path) -> str:
@@ -467,11 +572,192 @@ def sync_snakemake_after_dvc(
     return result.stderr + result.stdout
 
 
+# --- a Snakemake run recorded in dvc.lock -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What `record_snakemake_run` did: stages recorded in dvc.lock, those of them committed
+    now (the others were recorded already), stages left out (Snakemake would still run
+    them), files whose links were replaced by copies, seconds."""
+
+    stages: list[str]
+    committed: list[str]
+    pending: list[str]
+    unlinked: list[str]
+    seconds: float
+
+
+FileTimes = dict[str, tuple[int, int]]  # path relative to the workdir -> (atime_ns, mtime_ns)
+
+
+def _dvc(workdir: Path, *args: str) -> str:
+    result = subprocess.run(
+        [*_tool("dvc"), *args], cwd=workdir, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
+        raise PrrmseError(workdir, f"dvc {args[0]} failed: {' '.join(tail)}")
+    return result.stdout
+
+
+def file_times(workdir: Path, paths: Iterable[str]) -> FileTimes:
+    """(atime, mtime) of each path and, for a folder, of everything in it, as they are now."""
+    times: FileTimes = {}
+
+    def keep(path: Path) -> None:
+        st = os.stat(path, follow_symlinks=False)
+        times[path.relative_to(workdir).as_posix()] = (st.st_atime_ns, st.st_mtime_ns)
+
+    for rel in paths:
+        path = workdir / rel
+        if path.is_dir() and not path.is_symlink():
+            for current, dirs, files in os.walk(path):
+                for name in dirs + files:
+                    keep(Path(current) / name)
+        if path.exists() or path.is_symlink():
+            keep(path)
+    return times
+
+
+def _unlink_copy(path: Path) -> None:
+    """Replace a link to DVC's cache by a plain copy of its bytes (what `dvc unprotect` does)."""
+    temp = path.with_name(f".{path.name}.unlink-{os.getpid()}")
+    shutil.copyfile(path, temp)
+    os.replace(temp, path)
+
+
+def restore_times(workdir: Path, times: FileTimes) -> list[str]:
+    """Put the recorded times back after DVC linked files to its cache; return the files
+    given a copy of their own.
+
+    DVC replaces each out by a link to a new cache object, so the files get the time they
+    were linked at, in DVC's order; Snakemake compares inputs' and outputs' times and would
+    rerun jobs. Files with the same bytes share one cache object (hard link, or symlink
+    target) and so one time; where they were written at different times, every one but
+    the first gets a copy of its own. Folders last, deepest first (a new link inside a
+    folder changes the folder's time).
+    """
+    by_object: dict[tuple[int, int], list[str]] = {}
+    folders = []
+    for rel in times:
+        path = workdir / rel
+        if path.is_dir() and not path.is_symlink():
+            folders.append(rel)
+        elif path.exists():
+            st = path.stat()
+            by_object.setdefault((st.st_dev, st.st_ino), []).append(rel)
+    unlinked = []
+    for group in by_object.values():
+        group.sort(key=lambda rel: (times[rel][1], rel))
+        for rel in group[1:]:
+            if times[rel][1] != times[group[0]][1]:
+                _unlink_copy(workdir / rel)
+                unlinked.append(rel)
+        for rel in group:
+            path = workdir / rel
+            if path.is_symlink():
+                os.utime(path, ns=times[rel], follow_symlinks=False)
+            os.utime(path, ns=times[rel])
+    for rel in sorted(folders, key=lambda r: r.count("/"), reverse=True):
+        os.utime(workdir / rel, ns=times[rel], follow_symlinks=False)
+    return sorted(unlinked)
+
+
+def record_snakemake_run(
+    workdir: Path = Path("."),
+    configfile: Path = Path("config/config.yaml"),
+    snakefile: Path = Path("Snakefile"),
+) -> Recorded:
+    """Record a Snakemake run in dvc.lock, so `dvc status` is clean and `dvc repro` a no-op.
+
+    dvc.yaml must match the Snakefile's jobs for `configfile` (else: `prrmse dvc-sync`).
+    Every stage whose job Snakemake considers done (outputs and log present, nothing newer
+    upstream, params and code unchanged, not incomplete) and that dvc.lock does not record
+    as it is is committed with `dvc commit --force`, its outs linked to the cache (with the
+    project's link cache types a checkpoint is stored once; folders by `dvc checkout
+    --relink`); stages Snakemake would still run are left out and named. Then the outputs
+    get back the times Snakemake gave them (`restore_times`), and `dvc status` re-hashes
+    them into DVC's state: it must list no recorded stage.
+    """
+    began = time.perf_counter()
+    workdir = Path(workdir).resolve()
+    config_rel = _relative((workdir / configfile).resolve(), workdir)
+    dvc_yaml = workdir / "dvc.yaml"
+    if not (workdir / ".dvc").is_dir():
+        raise PrrmseError(workdir, "not a DVC project (no .dvc folder): run `dvc init` first")
+    if not dvc_yaml.is_file():
+        raise PrrmseError(dvc_yaml, f"not found: run `prrmse dvc-sync --config {config_rel}`")
+    jobs = snakemake_jobs(snakefile, configfile, workdir, forceall=False)
+    config = _load_config_file(workdir / config_rel)
+    site = site_params_file(workdir, config_rel, config)
+    fresh = render_dvc_yaml(dvc_yaml_content(jobs, config, config_rel, site), config_rel)
+    if dvc_yaml.read_text() != fresh:
+        raise PrrmseError(
+            dvc_yaml,
+            f"does not match the Snakefile's jobs for {config_rel}: "
+            f"run `prrmse dvc-sync --config {config_rel}` first",
+        )
+    done: dict[str, Job] = {}
+    pending: list[str] = []
+    for job in jobs:
+        made = job.outputs + job.logs
+        if job.needrun or not all((workdir / p).exists() for p in made):
+            pending.append(stage_name(job))
+        else:
+            done[stage_name(job)] = job
+    if not done:
+        raise PrrmseError(workdir, f"nothing to record: no job of {config_rel} has finished")
+    # DVC's commit costs seconds a stage (it re-reads the params file and saves the run
+    # cache): with a dvc.lock, only the stages dvc status lists are committed
+    listed = set(dvc_status(workdir)) if (workdir / "dvc.lock").is_file() else set(done)
+    changed = sorted(listed & set(done))
+    unlinked: list[str] = []
+    if changed:
+        # every file of every done stage: one that shares a cache object with a committed
+        # file shares its time too
+        times = file_times(workdir, [p for job in done.values() for p in job.outputs + job.logs])
+        every = len(changed) == len(jobs)
+        _dvc(workdir, "commit", "--force", "--quiet", *([] if every else changed))
+        # commit links the files it cached, not those inside a directory out
+        folders = [name for name in changed if done[name].directories]
+        if folders:
+            _dvc(workdir, "checkout", "--relink", "--quiet", *folders)
+        unlinked = restore_times(workdir, times)
+        # re-hashes the files with their restored times into DVC's state (so the next dvc
+        # command finds them there) and checks the record
+        listed = set(dvc_status(workdir))
+    stale = sorted(listed - set(pending))
+    if stale:
+        raise PrrmseError(
+            workdir / "dvc.lock",
+            f"dvc status still lists {len(stale)} recorded stages ({', '.join(stale[:3])})",
+        )
+    return Recorded(sorted(done), changed, sorted(pending), unlinked, time.perf_counter() - began)
+
+
+def run_dvc_record(args: Any) -> None:
+    result = record_snakemake_run(args.workdir, args.config, args.snakefile)
+    line = (
+        f"dvc-record: {len(result.stages)} stages recorded in dvc.lock, "
+        f"{len(result.committed)} of them now ({result.seconds:.1f} s)"
+    )
+    if result.unlinked:
+        line += f"; {len(result.unlinked)} files with the same bytes kept as copies"
+    if result.pending:
+        shown = ", ".join(result.pending[:5]) + (" ..." if len(result.pending) > 5 else "")
+        line += f"; {len(result.pending)} not recorded, Snakemake would run them: {shown}"
+    else:
+        line += "; dvc status clean"
+    print(line)
+
+
 # --- CLI wrapper (wired into prrmse.cli by register) --------------------------------------
 
 
 def register(subparsers: Any) -> None:
-    """`prrmse dvc-sync` (write dvc.yaml), `--check` (fail on drift), `--touch-snakemake`."""
+    """`prrmse dvc-sync` (write dvc.yaml), `--check` (fail on drift), `--touch-snakemake`;
+    `prrmse dvc-record` (record a finished Snakemake run in dvc.lock)."""
     parser = subparsers.add_parser("dvc-sync", help="generate dvc.yaml from the Snakefile's jobs")
     parser.add_argument(
         "--config", type=Path, default=Path("config/config.yaml"), help="workflow config (YAML)"
@@ -488,6 +774,17 @@ def register(subparsers: Any) -> None:
         help="after dvc pull/checkout: if dvc status is clean, snakemake --touch so both agree",
     )
     parser.set_defaults(handler=run_dvc_sync)
+
+    record = subparsers.add_parser(
+        "dvc-record",
+        help="record a finished Snakemake run in dvc.lock (dvc status clean, dvc repro a no-op)",
+    )
+    record.add_argument(
+        "--config", type=Path, default=Path("config/config.yaml"), help="workflow config (YAML)"
+    )
+    record.add_argument("--snakefile", type=Path, default=Path("Snakefile"))
+    record.add_argument("--workdir", type=Path, default=Path("."))
+    record.set_defaults(handler=run_dvc_record)
 
 
 def run_dvc_sync(args: Any) -> None:

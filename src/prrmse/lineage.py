@@ -12,10 +12,18 @@ Two sources of truth, used together:
   Without dvc.lock (or for a file no stage wrote) the tree is built from the
   stamps alone: their recorded inputs and sha256 hashes (origin "stamp").
 
+Package resources (the paper's transcribed tables) are recorded in stamps as
+`prrmse/resources/<file>` (`prrmse.paper.recorded_name`) with their sha256: they are
+looked up in the installed package (importlib.resources), never in the working
+directory, and checked against that hash (origin "package").
+
 Every node's file is re-hashed: `status` is "ok" when the file on disk still
 has the hash that was recorded, "modified" when not, "missing" when it is gone,
-"unrecorded" when nothing recorded a hash for it. `trusted` is true only when
-the node and everything below it are "ok".
+"unrecorded" when nothing recorded a hash for it (a Snakemake run not yet recorded
+in dvc.lock: `prrmse dvc-record`). `trusted` is true only when the node and
+everything below it are "ok". The verdict (`verdict`) tells the three apart: NOT
+TRUSTED for a modified or missing file, UNVERIFIED when hashes were only never
+recorded; `prrmse lineage` exits 1 unless the tree is trusted.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +44,7 @@ from prrmse.errors import PrrmseError
 from prrmse.provenance import pdf_subject, png_text
 
 CODE_DIRS = ("src/prrmse",)
+RESOURCE_PREFIX = "prrmse/resources/"  # how stamps name a packaged file (paper.recorded_name)
 _CHUNK = 1 << 20
 
 
@@ -48,12 +59,23 @@ def md5_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path | Traversable) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with path.open("rb") as handle:
         while block := handle.read(_CHUNK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def package_resource(name: str) -> Traversable | None:
+    """The installed package's file for a stamp's `prrmse/resources/<file>`; None for any
+    other name (which is a path relative to the repository root)."""
+    if not name.startswith(RESOURCE_PREFIX):
+        return None
+    parts = name[len(RESOURCE_PREFIX) :].split("/")
+    if not all(parts) or any(part in (".", "..") for part in parts):
+        return None
+    return resources.files("prrmse").joinpath("resources", *parts)
 
 
 def _ignore_patterns(root: Path) -> list[str]:
@@ -301,14 +323,23 @@ class _Builder:
         self._nodes: dict[tuple[str, str | None, str], dict[str, Any]] = {}
 
     # hashing ------------------------------------------------------------------------
+    def locate(self, rel: str) -> Path | Traversable:
+        """Where `rel` lies: under the root, or for a package resource in the package."""
+        resource = package_resource(rel)
+        return resource if resource is not None else self.root / rel
+
     def disk_hash(self, rel: str, kind: str = "md5") -> str | None:
         key = (rel, kind)
         if key not in self._hash_cache:
-            path = self.root / rel
-            if path.is_dir():
+            path = self.locate(rel)
+            if isinstance(path, Path) and path.is_dir():
                 value = md5_dir(path, self.root) if kind == "md5" else None
             elif path.is_file():
-                value = md5_file(path) if kind == "md5" else sha256_file(path)
+                value = (
+                    md5_file(path)
+                    if kind == "md5" and isinstance(path, Path)
+                    else sha256_file(path)
+                )
             else:
                 value = None
             self._hash_cache[key] = value
@@ -347,7 +378,7 @@ class _Builder:
 
     def _status(self, rel: str, recorded: Any, kind: str = "md5") -> tuple[str, str]:
         """(type, status); `recorded` is a hash, or for a folder ((file name, sha256), ...)."""
-        path = self.root / rel
+        path = self.locate(rel)
         node_type = "directory" if path.is_dir() else "file" if path.is_file() else "missing"
         if node_type == "missing":
             return node_type, "missing"
@@ -449,6 +480,11 @@ class _Builder:
             if dep_rel in CODE_DIRS:
                 child = {**child, "role": "code"}
             inputs.append(child)
+        # the packaged files the product compared itself with: no stage writes them, the
+        # stamp names them with their sha256 (dvc.lock vouches only for src/prrmse as a whole)
+        for name, digest in self._stamp_inputs(rel, provenance):
+            if package_resource(name) is not None:
+                inputs.append({**self.node(name, digest, "sha256"), "role": "resource"})
         if node_type == "directory":
             self._check_raw_files(rel, inputs)
         node["inputs"] = inputs
@@ -473,17 +509,25 @@ class _Builder:
 
     def _stamp_node(self, rel: str, recorded: Any, kind: str) -> dict[str, Any]:
         node_type, status = self._status(rel, recorded, kind)
-        provenance = read_provenance(self.root / rel) if node_type != "missing" else None
+        where = self.locate(rel)
+        packaged = package_resource(rel) is not None
+        provenance = (
+            read_provenance(where)
+            if node_type != "missing" and not packaged and isinstance(where, Path)
+            else None
+        )
         node: dict[str, Any] = {
             "path": rel,
             "type": node_type,
-            "origin": "stamp" if provenance else "none",
+            "origin": "package" if packaged else "stamp" if provenance else "none",
             kind: dict(recorded) if isinstance(recorded, tuple) else recorded,
             "status": status,
             "stage": None,
             "provenance": provenance,
             "summary": stamp_summary(provenance),
         }
+        if packaged:
+            node["location"] = str(where)
         inputs = [self.node(p, h, "sha256") for p, h in self._stamp_inputs(rel, provenance)]
         raw = self._raw_node(rel) if node_type == "directory" else None
         if raw is not None:
@@ -498,9 +542,11 @@ class _Builder:
             return []
         found: dict[str, Any] = {}
         inputs = stamp.get("inputs")
-        if isinstance(inputs, dict):
-            for path, digest in inputs.items():
-                found[_norm(path, self.root)] = digest if isinstance(digest, str) else None
+        for section in (inputs, stamp.get("resources")):  # resources: packaged files by name
+            if isinstance(section, dict):
+                for path, digest in section.items():
+                    name = path if package_resource(path) is not None else _norm(path, self.root)
+                    found[name] = digest if isinstance(digest, str) else None
         for role in ("target", "source"):
             value = stamp.get(role)
             if isinstance(value, str) and value.endswith(".safetensors"):
@@ -580,7 +626,24 @@ def lineage(
     builder = _Builder(root, stages)
     tree = builder.node(rel)
     tree["lock"] = lock_path.as_posix() if stages is not None else None
+    if stages is not None:
+        tree["newer_than_lock"] = _newer_than(lock_path, root, problems(tree))
     return tree
+
+
+def _newer_than(lock_path: Path, root: Path, found: list[tuple[str, str]]) -> list[str]:
+    """The modified files written after dvc.lock: most likely a run that was never recorded."""
+    try:
+        written = lock_path.stat().st_mtime
+        return [
+            rel
+            for rel, status in found
+            if status == "modified"
+            and (root / rel).exists()
+            and (root / rel).stat().st_mtime > written
+        ]
+    except OSError:
+        return []
 
 
 # --- output ----------------------------------------------------------------------------
@@ -633,8 +696,8 @@ def _node_line(node: dict[str, Any]) -> str:
     stage = node.get("stage")
     if stage:
         parts.append(f"[{stage['name']}]")
-    elif node.get("origin") == "stamp":
-        parts.append("[stamp]")
+    elif node.get("origin") in ("stamp", "package"):
+        parts.append(f"[{node['origin']}]")
     summary = node.get("summary") or {}
     if "seed" in summary:
         parts.append(f"seed={summary['seed']}")
@@ -697,10 +760,59 @@ def render_tree(tree: dict[str, Any]) -> str:
     walk(tree, 0)
     if tree.get("lock") is None:
         lines.append("(no dvc.lock: built from the products' provenance stamps alone)")
-    untrusted = tree["status"] != "ok" or not tree["trusted"]
-    if untrusted:
-        lines.append("NOT TRUSTED: a file differs from the hash recorded when the product was made")
+    lines.append(verdict(tree))
     return "\n".join(lines) + "\n"
+
+
+def problems(tree: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, status) of every node that is not "ok", each path once, in tree order."""
+    found: dict[str, str] = {}
+    seen: set[int] = set()
+
+    def walk(node: dict[str, Any]) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if node["status"] != "ok":
+            found.setdefault(node["path"], node["status"])
+        for child in node["inputs"]:
+            walk(child)
+
+    walk(tree)
+    return list(found.items())
+
+
+def _listed(paths: list[str], limit: int = 3) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def verdict(tree: dict[str, Any]) -> str:
+    """The last line: TRUSTED, NOT TRUSTED (a file modified or missing) or UNVERIFIED (only
+    hashes never recorded, e.g. a Snakemake run not recorded in dvc.lock yet)."""
+    if tree["trusted"]:
+        return "TRUSTED: every file matches the hash recorded when the product was made"
+    found = problems(tree)
+    bad = [f"{path} {status}" for path, status in found if status != "unrecorded"]
+    if bad:
+        text = f"NOT TRUSTED: {_listed(bad)} (against the hash recorded when the product was made)"
+        newer = tree.get("newer_than_lock") or []
+        if newer:
+            text += (
+                f"; {_listed(newer)} written after {tree['lock']}: a run not recorded yet? "
+                "`prrmse dvc-record` records a finished Snakemake run"
+            )
+        return text
+    unrecorded = [path for path, _ in found]
+    hint = (
+        "no dvc.lock: after a Snakemake run, `prrmse dvc-record` records one"
+        if tree.get("lock") is None
+        else "dvc.lock has no entry for it: `prrmse dvc-record` after a Snakemake run"
+    )
+    return (
+        f"UNVERIFIED: no hash was recorded for {_listed(unrecorded)} ({hint}); "
+        "nothing recorded differs"
+    )
 
 
 def run_lineage(
@@ -709,12 +821,15 @@ def run_lineage(
     dvc_lock: Path = Path("dvc.lock"),
     root: Path = Path("."),
 ) -> dict[str, Any]:
-    """Print the lineage of `path` as an indented tree or as JSON; return the tree."""
+    """Print the lineage of `path` as an indented tree or as JSON; return the tree when it is
+    trusted, else raise (the CLI exits 1) with the verdict, after printing."""
     tree = lineage(path, dvc_lock, root)
     if as_json:
-        print(json.dumps(tree, indent=2, sort_keys=True, default=str))
+        print(json.dumps({**tree, "verdict": verdict(tree)}, indent=2, sort_keys=True, default=str))
     else:
-        print(render_tree(tree), end="")
+        print(render_tree(tree), end="", flush=True)
+    if not tree["trusted"]:
+        raise PrrmseError(path, verdict(tree))
     return tree
 
 

@@ -431,6 +431,53 @@ def empty_split(env: Env) -> Scenario:
     )
 
 
+@case("raw data", "ACDC root holding more patients than the protocol expects (training + testing)")
+def acdc_more_patients(env: Env) -> Scenario:
+    raw = raw_copy(env, "acdc")
+    shutil.copytree(raw / "training" / "patient001", raw / "testing" / "patient101")
+
+    def edit(config: dict) -> None:
+        config["datasets"]["acdc"]["expected_patients"] = 4
+
+    config = config_with(env, edit, env.tmp / "raw")
+    return prepare(
+        env, "acdc", raw, "5 patientNNN folders found", "expected_patients is 4", config=config
+    )
+
+
+@case("raw data", "T1 root holding fewer patients than the protocol expects")
+def t1_fewer_patients(env: Env) -> Scenario:
+    raw = raw_copy(env, "t1")
+
+    def edit(config: dict) -> None:
+        config["datasets"]["t1"]["expected_patients"] = 210
+
+    config = config_with(env, edit, env.tmp / "raw")
+    return prepare(
+        env, "t1", raw, "3 patients found", "datasets.t1.expected_patients is 210", config=config
+    )
+
+
+@case("raw data", "two T1 files that map to one patient (a rescan beside the original)")
+def t1_two_files_one_patient(env: Env) -> Scenario:
+    raw = raw_copy(env, "t1")
+    for suffix in (".nii.gz", "_gt.nii.gz"):
+        shutil.copy(raw / f"patient002{suffix}", raw / f"patient002_rescan{suffix}")
+
+    def edit(config: dict) -> None:
+        config["datasets"]["t1"]["patient_id"] = "patient([0-9]+)"
+
+    config = config_with(env, edit, env.tmp / "raw")
+    return prepare(
+        env,
+        "t1",
+        raw / "patient002_rescan.nii.gz",
+        "maps to patient '002'",
+        str(raw / "patient002.nii.gz"),
+        config=config,
+    )
+
+
 # ---------------------------------------------------------------- config
 
 
@@ -498,6 +545,15 @@ def unknown_phantoms(env: Env) -> Scenario:
     out = env.tmp / "raw" / "mnms"
     argv = ["phantoms", "--config", str(env.kit.config), "--dataset", "mnms", "--out", str(out)]
     return Scenario(argv, env.kit.config, ("no phantom generator for 'mnms'",), (out,))
+
+
+@case("config", "site file naming an unknown key (train.epoch in config/site.yaml)")
+def site_unknown_key(env: Env) -> Scenario:
+    config = config_with(env, lambda c: c.update(site="site.yaml"))
+    site = config.parent / "site.yaml"
+    site.write_text("train: {epoch: 3}\n")
+    argv, outputs = train_argv(env, env.kit.processed, config=config)
+    return Scenario(argv, site, ("config key train", "unknown key", "'epoch'"), outputs)
 
 
 # ---------------------------------------------------------------- processed data
@@ -788,6 +844,35 @@ def corrupt_resume_state(env: Env) -> Scenario:
     return Scenario(argv, state, ("not a readable safetensors checkpoint",), outputs)
 
 
+class NotATensor:
+    """Pickled by reference into a .pth: torch.load(weights_only=True) must refuse it."""
+
+
+def import_weights_argv(env: Env, pth: Path) -> tuple[list[str], tuple[Path, ...]]:
+    out = env.tmp / "encoders" / "resnet18-imagenet.safetensors"
+    argv = ["import-weights", "--config", str(env.kit.config), "--network", "pspnet",
+            "--pth", str(pth), "--out", str(out)]  # fmt: skip
+    return argv, (out,)
+
+
+@case("checkpoint", "encoder weights that are not a ResNet-18 state dict (the UNet's tensors)")
+def import_not_resnet18(env: Env) -> Scenario:
+    tensors, _ = load_tensors(env.kit.unet)
+    pth = env.tmp / "unet.pth"
+    torch.save(tensors, pth)
+    argv, outputs = import_weights_argv(env, pth)
+    return Scenario(argv, pth, ("not a torchvision ResNet-18 state dict", "missing"), outputs)
+
+
+@case("checkpoint", "encoder weights holding a pickle that is not plain tensors (a class instance)")
+def import_not_plain_tensors(env: Env) -> Scenario:
+    pth = env.tmp / "resnet18.pth"
+    torch.save({"conv1.weight": NotATensor()}, pth)
+    argv, outputs = import_weights_argv(env, pth)
+    words = ("torch.load(weights_only=True) refused", "NotATensor")
+    return Scenario(argv, pth, words, outputs)
+
+
 # ---------------------------------------------------------------- plans and tables
 
 
@@ -1006,7 +1091,9 @@ def full_disk_train(env: Env) -> Scenario:
         "1",
     ]
     outputs = tuple(out / name for name in ("model.safetensors", "metrics.json", "history.csv"))
-    return Scenario(argv, out / "state.safetensors", ("No space left on device",), outputs)
+    # the first file written is the resume state, or with one epoch the outputs: the
+    # line names a file of the run folder
+    return Scenario(argv, out, ("No space left on device",), outputs)
 
 
 def _limit_file_size() -> None:

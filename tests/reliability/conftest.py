@@ -80,7 +80,7 @@ TRAIN = {
 }
 PLAN = {
     "rule": "both",
-    "max_rmse_w": 0.05,
+    "max_rel_rmse_w": 0.5,
     "max_dice_drop": dict.fromkeys(["RM", "RV", "RW", "RB", "W", "B"], 0.05),
 }
 
@@ -177,8 +177,17 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     rmse = analysis / "rmse.csv"
     run_rmse([unet, unet_b], rmse)
     plan = analysis / "plan.json"
-    thresholds = {"max_dice_drop": PLAN["max_dice_drop"], "max_rmse_w": PLAN["max_rmse_w"]}
-    run_plan(sweep, rmse, plan, thresholds, PLAN["rule"], "unet-seg-acdc-s1", "unet-seg-acdc-s2")
+    thresholds = {"max_dice_drop": PLAN["max_dice_drop"], "max_rel_rmse_w": PLAN["max_rel_rmse_w"]}
+    run_plan(
+        sweep,
+        rmse,
+        plan,
+        thresholds,
+        PLAN["rule"],
+        "unet-seg-acdc-s1",
+        "unet-seg-acdc-s2",
+        network=NETWORKS["unet"],
+    )
     return Kit(root, raw, config_path, processed, unet, unet_b, pspnet, sweep, rmse, plan)
 
 

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from prrmse.config import layer_site
+
 
 def _config_file():
     """The one config file every job reads; --config overrides are refused, not merged."""
@@ -24,6 +26,9 @@ def _config_file():
 CONFIG_FILE = _config_file()
 if not workflow.overwrite_configfiles:
     workflow.configfile(str(CONFIG_FILE))
+# The config's site file (`site:`, git-ignored: this user's data roots and settings), merged
+# over it exactly as every job's `prrmse <verb> --config` merges it (prrmse.config).
+SITE_FILE = layer_site(config, CONFIG_FILE)
 validate(config, schema="../schemas/config.schema.yaml")
 
 RAW = config["paths"]["raw"]
@@ -253,6 +258,9 @@ def final_outputs():
     ] + ["13", "14"]
     return (
         expand(f"{PROCESSED}/{{dataset}}", dataset=DATASETS)
+        + expand(
+            f"{RESULTS}/qc/{{dataset}}.{{ext}}", dataset=DATASETS, ext=["png", "pdf"]
+        )
         + expand(f"{RESULTS}/models/{{model}}/model.safetensors", model=study_models())
         + expand(f"{RESULTS}/figures/fig{{n}}.{{ext}}", n=figures, ext=["png", "pdf"])
         + expand(f"{RESULTS}/figures/cka-{{net}}.png", net=comparisons)
@@ -295,10 +303,20 @@ def claims_inputs(wildcards):
         for g in config["analysis"]["groups"]
         for s in SEEDS
     ]
+    rmse += [
+        f"{RESULTS}/rmse/{seed_pair(plan['target'], source, s)}.csv"
+        for source in plan["sources"]
+        for s in REUSE_SEEDS
+    ]
     return {
         "sweeps": sweeps,
         "patients": [p.replace(".csv", ".patients.csv") for p in sweeps],
         "rmse": rmse,
+        "bnstats": [
+            f"{RESULTS}/bnstats/{seed_pair(p['target'], p['source'], s)}.csv"
+            for p in comparisons
+            for s in SEEDS
+        ],
         "noise_floor": noise_floor_inputs(),
         "plans": [p for s in REUSE_SEEDS for p in plan_files(s)],
         "table1": f"{RESULTS}/tables/table1.csv",
@@ -309,7 +327,7 @@ def claims_args(wildcards, input):
     """The command-line flags of `prrmse claims` for its inputs (patient files are found
     beside their sweeps)."""
     flags = []
-    for name in ("sweeps", "rmse", "noise_floor", "plans"):
+    for name in ("sweeps", "rmse", "noise_floor", "plans", "bnstats"):
         files = list(input.get(name, []))
         if files:
             flags.append(f"--{name.replace('_', '-')} " + " ".join(files))

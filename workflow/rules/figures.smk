@@ -78,7 +78,11 @@ rule figure_controls:
 
 rule table_baseline:
     input:
-        expand(f"{RESULTS}/models/{{model}}/metrics.json", model=study_models()),
+        metrics=expand(f"{RESULTS}/models/{{model}}/metrics.json", model=study_models()),
+        # read beside each metrics.json: conv_bias picks the paper's baseline row
+        models=expand(
+            f"{RESULTS}/models/{{model}}/model.safetensors", model=study_models()
+        ),
     output:
         report(
             f"{RESULTS}/tables/baseline.csv",
@@ -94,7 +98,7 @@ rule table_baseline:
     params:
         out=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "prrmse table --kind baseline --inputs {input} --out {params.out} "
+        "prrmse table --kind baseline --inputs {input.metrics} --out {params.out} "
         "--caption 'Validation Dice (segmentation) and MSE (auto-encoders) of every model' > {log} 2>&1"
 
 
