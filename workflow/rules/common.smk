@@ -332,3 +332,37 @@ def claims_args(wildcards, input):
         if files:
             flags.append(f"--{name.replace('_', '-')} " + " ".join(files))
     return " ".join(flags + [f"--table1 {input.table1}"])
+
+
+# --- training starts (rules in train.smk, reuse.smk, analysis.smk) ---------------------
+
+
+def encoder_start(network):
+    """A network's start.encoder: independent, shared, or the path of a local file."""
+    return config["networks"][network].get("start", {}).get("encoder", "independent")
+
+
+def shared_encoder_networks():
+    return [n for n in config["networks"] if encoder_start(n) == "shared"]
+
+
+def start_inputs(network):
+    """The file a network's encoder starts from, if any: the shared one this workflow
+    makes, or a local file named in the config (tracked, so a changed file retrains)."""
+    choice = encoder_start(network)
+    if choice == "shared":
+        return [f"{RESULTS}/encoders/{network}.safetensors"]
+    return [] if choice == "independent" else [choice]
+
+
+def shared_encoder_flag(network):
+    def flag(wildcards, input):
+        if encoder_start(network(wildcards)) != "shared":
+            return ""
+        return f"--shared-encoder {input.encoder}"
+
+    return flag
+
+
+def model_network(wildcards):
+    return wildcards.model.split("-")[0]
