@@ -12,7 +12,7 @@
 # log STATE_DIR.apt.log): no /etc/slurm config, its own munge socket and its own ports,
 # so a system Slurm or munge on the same host is neither used nor disturbed. Callers set
 # SLURM_CONF and put STATE_DIR/bin (an srun wrapper, see below) first on PATH.
-# Known traps: /work/shared/notes/slurm.md.
+# Known traps: ../shared/notes/slurm.md (beside the checkout).
 #
 # The cluster: one node (this host), one partition `debug` (Default=YES, so jobs need no
 # partition), one fake GPU (Gres=gpu:1 on a character device: jobs that ask for it get
