@@ -16,6 +16,33 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/reuse.smk"
 
 
+# Cheap rules (seconds each: tensor comparisons, plans, summaries, tables, figures, QC
+# montages, claims) run on the submitting host under a cluster executor, so they do not
+# each pay sbatch submission, queueing and status polling. Locally nothing changes.
+localrules:
+    all,
+    qc,
+    bnstats,
+    rmse_pair,
+    rmse_group,
+    noise_floor,
+    plan,
+    rmse_to_ideal,
+    summarise_sweep,
+    summarise_controls,
+    summarise_pair,
+    summarise_group,
+    summarise_rmse_to_ideal,
+    figure,
+    figure_cka,
+    figure_controls,
+    figure_reuse,
+    table_baseline,
+    table_plans,
+    table1,
+    claims,
+
+
 rule all:
     default_target: True
     input:

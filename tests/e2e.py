@@ -1,10 +1,8 @@
-"""Shared helpers of the slow end-to-end tests: a temp copy of the repository and one
-finished `dvc repro` of the tiny config, built once per pytest process.
+"""Shared helpers of the slow end-to-end tests: a temp copy of the repository, commands
+run to success with their timings, and the paths and hashes DVC tracks.
 
-The tiny run takes minutes, so every slow test that needs a finished workflow (the DVC
-round trip, lineage, the HTML report) shares it through `tiny_dvc_run`. Tests that change
-the run put it back as they found it (the config reverted, `dvc repro` restoring the
-outputs from DVC's run cache), so the order the tests run in does not matter.
+The finished runs themselves (Snakemake's reference run, and the same run recorded in
+DVC) are made once per pytest process in `tests.e2e_runs`.
 """
 
 from __future__ import annotations
@@ -15,13 +13,10 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import yaml
 
-from prrmse import dvcgen
 from prrmse.io import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,58 +107,6 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 GIT = ["git", *GIT_IDENTITY]
 
 
-@dataclass
-class TinyRun:
-    """A temp git + DVC project holding a finished `dvc repro` of the tiny config."""
-
-    repo: Path
-    env: dict[str, str]
-    hashes: dict[str, str]  # sha256 of every file DVC tracks, right after the first repro
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def snakemake(self, *args: str, timeout: float = COMMAND_TIMEOUT_S) -> str:
-        result = run([*SNAKEMAKE, *args, "--configfile", str(TINY)], self.repo, self.env, timeout)
-        return result.stdout + result.stderr
-
-
-_RUNS: dict[str, TinyRun] = {}
-_FAILED: dict[str, str] = {}
-
-
-def tiny_dvc_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
-    """The shared finished tiny run (built on first use): git init, dvc init, dvc.yaml
-    generated and committed, `dvc repro`, then `prrmse dvc-sync --touch-snakemake`."""
-    if "tiny" in _RUNS:
-        return _RUNS["tiny"]
-    if "tiny" in _FAILED:  # one failed build of minutes is enough: the other tests fail fast
-        pytest.fail(f"the shared tiny run failed earlier in this session: {_FAILED['tiny']}")
-    try:
-        _RUNS["tiny"] = _build_tiny_run(tmp_path_factory)
-    except Exception as exc:
-        _FAILED["tiny"] = str(exc)[:3000]
-        raise
-    return _RUNS["tiny"]
-
-
-def _build_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
-    repo = tmp_path_factory.mktemp("tiny-dvc") / "repo"
-    copy_repo(repo)
-    env = tool_env(repo)
-    run(["git", "init", "-q", "."], repo, env)
-    run([*DVC, "init", "-q"], repo, env)
-    dvcgen.write_dvc_yaml(Path("Snakefile"), TINY, repo)
-    run(["git", "add", "-A"], repo, env)
-    run([*GIT, "commit", "-qm", "copy"], repo, env)
-    timings: dict[str, float] = {}
-    _, timings["dvc repro (tiny, from scratch)"] = timed(
-        [*DVC, "repro"], repo, env, REPRO_TIMEOUT_S
-    )
-    run([*GIT, "add", "dvc.lock"], repo, env)
-    run([*GIT, "commit", "-qm", "dvc.lock of the tiny run"], repo, env)
-    dvcgen.sync_snakemake_after_dvc(repo, TINY)
-    return TinyRun(repo, env, tracked_hashes(repo), timings)
-
-
 def tracked_paths(repo: Path) -> list[str]:
     """Every out, metric and plot dvc.yaml declares (folders as they are declared)."""
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
@@ -176,18 +119,25 @@ def tracked_paths(repo: Path) -> list[str]:
 
 def tracked_hashes(repo: Path) -> dict[str, str]:
     """sha256 of every file under the DVC-tracked paths, keyed by repo-relative path;
-    a tracked path that is missing maps to "missing"."""
+    a tracked path that is missing maps to "missing". Snakemake's `.snakemake_timestamp`
+    in a folder it made is left out, as .dvcignore leaves it out of DVC's hashes."""
     hashes: dict[str, str] = {}
     for rel in tracked_paths(repo):
         path = repo / rel
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            files = (p for p in path.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp")
+            for file in sorted(files):
                 hashes[file.relative_to(repo).as_posix()] = sha256_file(file)
         elif path.is_file():
             hashes[rel] = sha256_file(path)
         else:
             hashes[rel] = "missing"
     return hashes
+
+
+def without_logs(hashes: dict[str, str]) -> dict[str, str]:
+    """The products alone: a job's log (also a DVC out) holds its timings and times of day."""
+    return {rel: digest for rel, digest in hashes.items() if not rel.startswith("logs/")}
 
 
 def downstream_stages(repo: Path, roots: set[str]) -> set[str]:

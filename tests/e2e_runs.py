@@ -1,8 +1,13 @@
 """Whole-workflow runs of the tiny config in temp copies of the repository, and their hashes.
 
-Shared by the slow end-to-end tests: the kill-and-resume test and the determinism
-test compare their runs with one uninterrupted reference run, made once per
-pytest session (`reference_run()`).
+Shared by the slow end-to-end tests, each made once per pytest session because a run
+takes minutes on 2 cores:
+- `reference_run()`: one uninterrupted Snakemake run; the kill-and-resume and the
+  determinism tests compare their own runs with its hashes, taken when it finished.
+- `recorded_run()`: the same run recorded in DVC (`prrmse dvc-record`, what `make demo`
+  ends with) in a git + DVC project, as a clone of the repository is. The DVC, lineage,
+  report and record tests use it; a test that changes it puts it back as it found it
+  (outputs rerun to the same bytes, the config reverted, the record made again).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from prrmse import dvcgen
 from prrmse.io import sha256_file
+from tests import e2e
 from tests.e2e import TINY, copy_repo, tool_env
 
 PRODUCT_FOLDERS = ("data", "results")
@@ -114,14 +121,33 @@ class Run:
     seconds: float
 
 
+# Every copy's one commit has the same hash: products stamp the commit their code came from,
+# so runs in different copies (and DVC's rerun of a stage) can give the same bytes.
+FIXED_COMMIT_ENV = {
+    "GIT_AUTHOR_NAME": "prrmse-test", "GIT_AUTHOR_EMAIL": "test@prrmse.invalid",
+    "GIT_COMMITTER_NAME": "prrmse-test", "GIT_COMMITTER_EMAIL": "test@prrmse.invalid",
+    "GIT_AUTHOR_DATE": "2019-06-01T00:00:00+00:00", "GIT_COMMITTER_DATE": "2019-06-01T00:00:00+00:00",
+}  # fmt: skip
+
+
 @functools.cache
 def _snapshot() -> Path:
-    """One copy of the repository per session: every run starts from the same sources even
-    if the working tree changes while the slow tests run."""
+    """One copy of the repository per session, as a clone is: a git + DVC project with the
+    project's own `.dvc/config` (link cache types) and the dvc.yaml generated for the tiny
+    config, committed once. Every run starts from the same sources even if the working
+    tree changes while the slow tests run."""
     base = Path(tempfile.mkdtemp(prefix="prrmse-snapshot-"))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
-    copy_repo(base / "repo")
-    return base / "repo"
+    repo = base / "repo"
+    copy_repo(repo)
+    env = {**tool_env(repo), **FIXED_COMMIT_ENV}
+    e2e.run(["git", "init", "-q", "."], repo, env)
+    e2e.run([*e2e.DVC, "init", "-q"], repo, env)
+    shutil.copy(e2e.ROOT / ".dvc/config", repo / ".dvc/config")
+    dvcgen.write_dvc_yaml(Path("Snakefile"), TINY, repo)
+    e2e.run(["git", "add", "-A"], repo, env)
+    e2e.run(["git", "-c", "commit.gpgsign=false", "commit", "-qm", "tiny"], repo, env)
+    return repo
 
 
 def fresh_copy(name: str) -> Path:
@@ -145,3 +171,29 @@ def full_run(name: str) -> Run:
 def reference_run() -> Run:
     """The uninterrupted reference run, made once per pytest session."""
     return full_run("reference")
+
+
+@dataclass
+class RecordedRun:
+    """The reference run as a git + DVC project, its Snakemake products recorded in DVC."""
+
+    repo: Path
+    env: dict[str, str]
+    record_output: str
+    hashes: dict[str, str]  # sha256 of every file DVC tracks, right after the record
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def snakemake(self, *args: str, timeout: float = e2e.COMMAND_TIMEOUT_S) -> str:
+        result = e2e.run([*e2e.SNAKEMAKE, *args, "--configfile", str(TINY)], self.repo, self.env, timeout)
+        return result.stdout + result.stderr
+
+
+@functools.cache
+def recorded_run() -> RecordedRun:
+    """`prrmse dvc-record` in the reference run's project. dvc.lock is left uncommitted, so
+    the commit the products stamp stays the one they were made from."""
+    reference = reference_run()
+    repo, env = reference.repo, workflow_env(reference.repo)
+    result, seconds = e2e.timed(["prrmse", "dvc-record", "--config", str(TINY)], repo, env)
+    timings = {"snakemake run": reference.seconds, "prrmse dvc-record": seconds}
+    return RecordedRun(repo, env, result.stdout, e2e.tracked_hashes(repo), timings)

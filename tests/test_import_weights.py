@@ -20,7 +20,8 @@ from prrmse.errors import PrrmseError
 from prrmse.import_weights import adapt_stem, import_resnet18
 from prrmse.io import sha256_file
 from prrmse.naming import parse_model_name
-from prrmse.start import FILE, INDEPENDENT, build_start, resolve_start
+from prrmse.start import FILE, INDEPENDENT, resolve_start
+from prrmse.start_model import build_start
 
 # the encoder at full ResNet-18 size; a small pyramid and bottleneck keep the build cheap
 OPTIONS = {"in_channels": 1, "classes": 4, "conv_bias": True, "ppm_channels": 8,

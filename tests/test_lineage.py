@@ -460,11 +460,12 @@ def test_register_adds_the_lineage_verb(chain, capsys):
 
 
 @pytest.mark.slow
-def test_lineage_of_fig03_from_a_finished_tiny_run(tmp_path_factory):
+def test_lineage_of_fig03_from_a_finished_tiny_run():
     """`prrmse lineage` on a real dvc.lock: fig03 down to the phantom files, nothing flagged."""
     from tests import e2e
+    from tests.e2e_runs import recorded_run
 
-    tiny = e2e.tiny_dvc_run(tmp_path_factory)
+    tiny = recorded_run()
     figure = "results/figures/fig03.png"
     text = e2e.run(["prrmse", "lineage", figure], tiny.repo, tiny.env).stdout
     print(text)

@@ -18,7 +18,8 @@ from prrmse.config import load_config
 from prrmse.errors import PrrmseError
 from prrmse.models import build_model
 from prrmse.models.registry import ARCH_ATTR
-from prrmse.plan import CALIBRATION_SEEDS, calibrate, load_plan, make_plan, run_plan
+from prrmse.plan import CALIBRATION_SEEDS, load_plan, make_plan
+from prrmse.plan_models import calibrate, load_plan_for, run_plan
 from prrmse.provenance import csv_header
 from prrmse.rmse import run_rmse, tensor_rmse
 from tests.test_rmse import save_unet, tiny
@@ -229,15 +230,15 @@ def test_load_plan_validates_and_checks_the_model(tmp_path: Path) -> None:
     sweep_csv, rmse_csv = write_inputs(tmp_path)
     path = tmp_path / "plan.json"
     run_plan(sweep_csv, rmse_csv, path, THRESHOLDS, "sweep", "t", "s")
-    assert math.isclose(load_plan(path, plan_model(arch="unet"))["share"]["entries"], 5 / 6)
+    assert math.isclose(load_plan_for(path, plan_model(arch="unet"))["share"]["entries"], 5 / 6)
     with pytest.raises(PrrmseError, match="plan names kind B on conv 1, which has no bias"):
-        load_plan(path, plan_model(conv_bias=False))
+        load_plan_for(path, plan_model(conv_bias=False))
     with pytest.raises(
         PrrmseError, match="plan made for another architecture: plan 'unet', model 'pspnet'"
     ):
-        load_plan(path, plan_model(arch="pspnet"))
+        load_plan_for(path, plan_model(arch="pspnet"))
     with pytest.raises(PrrmseError, match="plan made for another architecture"):
-        load_plan(path, nn.Sequential(nn.Conv2d(1, 4, 1), nn.BatchNorm2d(4), nn.BatchNorm2d(4)))
+        load_plan_for(path, nn.Sequential(nn.Conv2d(1, 4, 1), nn.BatchNorm2d(4), nn.BatchNorm2d(4)))
 
     plan = json.loads(path.read_text())
     plan["entries"][0]["decision"] = "maybe"
@@ -275,7 +276,7 @@ def test_plan_from_run_rmse_output_fits_the_model(tmp_path: Path) -> None:
         "bn": 18,
         "conv": 19,
     }
-    assert load_plan(tmp_path / "plan.json", load_model(target)[0])["arch"] == "unet"
+    assert load_plan_for(tmp_path / "plan.json", load_model(target)[0])["arch"] == "unet"
 
 
 def flat_sweep(rmse: pd.DataFrame) -> pd.DataFrame:

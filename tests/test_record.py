@@ -1,21 +1,16 @@
 """One record, either front end: the whole tiny graph run by Snakemake, then recorded in DVC
 with `prrmse dvc-record` (what `make demo` ends with), agrees with DVC and Snakemake alike.
 
-The Snakemake run is the session's reference run (`tests.e2e_runs.reference_run`), shared
-with the determinism and kill-and-resume tests, which keep its hashes from before; here it
-becomes a git + DVC project with the project's own `.dvc/config` (link cache types) and the
-dvc.yaml generated for the tiny config, as a clone of the repository is.
+The Snakemake run is the session's reference run, recorded in a git + DVC project as a
+clone of the repository is (`tests.e2e_runs.recorded_run`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,36 +19,12 @@ import yaml
 from prrmse import dvcgen
 from prrmse.lineage import md5_file
 from tests import e2e
-from tests.e2e_runs import reference_run, workflow_env
+from tests.e2e_runs import RecordedRun, recorded_run
 from tests.timing import NOOP_REPRO_CPU_S, machine_factor
 
 pytestmark = pytest.mark.slow
 
 TABLE1 = "results/tables/table1.csv"
-
-
-@dataclass
-class RecordedRun:
-    repo: Path
-    env: dict[str, str]
-    record_output: str
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@functools.cache
-def recorded_run() -> RecordedRun:
-    reference = reference_run()
-    repo, env = reference.repo, workflow_env(reference.repo)
-    e2e.run(["git", "init", "-q", "."], repo, env)
-    e2e.run([*e2e.DVC, "init", "-q"], repo, env)
-    shutil.copy(e2e.ROOT / ".dvc/config", repo / ".dvc/config")  # the project's cache types
-    dvcgen.write_dvc_yaml(Path("Snakefile"), e2e.TINY, repo)
-    e2e.run(["git", "add", "-A"], repo, env)
-    e2e.run([*e2e.GIT, "commit", "-qm", "a clone after a Snakemake run"], repo, env)
-    result, seconds = e2e.timed(["prrmse", "dvc-record", "--config", str(e2e.TINY)], repo, env)
-    run = RecordedRun(repo, env, result.stdout, {"snakemake run": reference.seconds})
-    run.timings["prrmse dvc-record"] = seconds
-    return run
 
 
 @pytest.fixture(scope="module")

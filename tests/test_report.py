@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import e2e
+from tests.e2e_runs import recorded_run
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM_TIMEOUT_S = 240
@@ -163,9 +163,9 @@ def csv_from_data_uri(uri: str) -> str:
 
 
 @pytest.mark.slow
-def test_report_renders_every_figure_and_table(tmp_path_factory, tmp_path):
+def test_report_renders_every_figure_and_table(tmp_path):
     browser = require_chromium()
-    tiny = e2e.tiny_dvc_run(tmp_path_factory)
+    tiny = recorded_run()
     report = tiny.repo / "results/report.html"
     began = time.perf_counter()
     tiny.snakemake("--report", str(report.relative_to(tiny.repo)), timeout=REPORT_TIMEOUT_S)

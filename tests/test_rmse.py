@@ -166,3 +166,21 @@ def test_alignment_can_be_skipped_and_is_recorded_as_skipped(tmp_path: Path) -> 
     stamp = read_csv_provenance(tmp_path / "rmse.csv")
     assert stamp["alignment"] == {"computed": False, "reason": "not asked for"}
     assert tensor_rmse(tiny(0), tiny(1), aligned=False)["rmse_aligned"].isna().all()
+
+
+def test_rmse_does_not_depend_on_torchs_thread_count():
+    """torch splits a reduction of more than 32768 values across its threads, so the last
+    bits of an RMSE (and a table's bytes) would follow the host's cores."""
+    from prrmse.rmse import _rmse, rms
+
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(64, 64, 3, 3, generator=generator) for _ in range(2))
+    before = torch.get_num_threads()
+    try:
+        values = set()
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            values.add((_rmse(a, b), rms(a)))
+    finally:
+        torch.set_num_threads(before)
+    assert len(values) == 1, values

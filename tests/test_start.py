@@ -18,7 +18,8 @@ from prrmse.floor import check_regimes, run_noise_floor
 from prrmse.io import sha256_file
 from prrmse.models import build_model
 from prrmse.naming import parse_model_name
-from prrmse.start import build_start, legacy_start, model_identity, resolve_start, start_seed
+from prrmse.start import legacy_start, model_identity, resolve_start, start_seed
+from prrmse.start_model import build_start
 from prrmse.sweep import control_source
 from prrmse.train import initial_model, train_model
 from tests.conftest import TINY_CONFIG

@@ -43,7 +43,9 @@ def test_checkpoint_records_provenance_and_loads(tiny_config, tiny_data, tmp_pat
     model, loaded = load_model(tmp_path / "m" / "model.safetensors")
     assert loaded["seed"] == 1 and loaded["arch"] == "unet" and loaded["task"] == "seg"
     assert loaded["config"]["train"]["epochs"] == 2
-    assert set(loaded["provenance"]) >= {"code", "packages", "device"}
+    assert set(loaded["provenance"]) >= {"code", "packages", "device", "precision"}
+    # train.precision auto resolves to fp32 on CPU, recorded with the model
+    assert loaded["precision"] == loaded["provenance"]["precision"] == "fp32"
     assert len(record["metrics"]["dice"]) == 4
 
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,10 @@ from prrmse.data.processed import load_processed
 from prrmse.errors import PrrmseError
 from prrmse.io import sha256_file
 from prrmse.layers import Layer, index_layers, layer_label
+from prrmse.progress import eta
 from prrmse.rmse import probe_shape, write_table_csv
+from prrmse.tabular import CKA_COLUMNS as CKA_COLUMNS
 
-CKA_COLUMNS = ["model_a", "model_b", "layer_a", "module_a", "layer_b", "module_b", "cka"]
 DATA_FILES = ("images.npy", "labels.npy", "index.csv")
 
 
@@ -118,6 +120,7 @@ def bn_grams(
     batch_size: int,
     device: str = "cpu",
     where: str | Path = "model",
+    log: Callable[[str], None] | None = None,
 ) -> tuple[list[Layer], list[np.ndarray]]:
     """The BN layers and, per layer, the n x n float64 Gram of its outputs on `images`.
 
@@ -145,7 +148,9 @@ def bn_grams(
                 hooks.append(
                     model.get_submodule(layer.module_name).register_forward_hook(hook(number))
                 )
-            for rows in pass_schedule(n, batch_size):
+            schedule = pass_schedule(n, batch_size)
+            began = time.perf_counter()
+            for done, rows in enumerate(schedule, start=1):
                 current.clear()
                 _forward(model, images[torch.from_numpy(rows)].to(target, torch.float32), where)
                 for number, layer in enumerate(layers):
@@ -162,6 +167,9 @@ def bn_grams(
                         )
                     # float64 products need not be bit-symmetric: make them so.
                     grams[number][np.ix_(rows, rows)] = (gram + gram.T) / 2
+                if log is not None:
+                    left = eta(done, len(schedule), time.perf_counter() - began)
+                    log(f"cka {where}: pass {done}/{len(schedule)}, {left}")
     finally:
         for handle in hooks:
             handle.remove()
@@ -238,12 +246,13 @@ def _cka_with_layers(
     batch_size: int,
     device: str,
     names: tuple[str | Path, str | Path],
+    log: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, list[Layer], list[Layer]]:
     layers_a, grams_a = bn_grams(
-        model_a, images, batch_size=batch_size, device=device, where=names[0]
+        model_a, images, batch_size=batch_size, device=device, where=names[0], log=log
     )
     layers_b, grams_b = bn_grams(
-        model_b, images, batch_size=batch_size, device=device, where=names[1]
+        model_b, images, batch_size=batch_size, device=device, where=names[1], log=log
     )
     return cka_from_grams(grams_a, grams_b), layers_a, layers_b
 
@@ -307,6 +316,7 @@ def run_cka(
     max_images: int,
     batch_size: int,
     device: str = "cpu",
+    log: Callable[[str], None] | None = print,
 ) -> pd.DataFrame:
     """Linear CKA of every BN layer pair of two checkpoints on `data_dir`'s validation slices.
 
@@ -324,7 +334,7 @@ def run_cka(
         str(record_b.get("name") or checkpoint_b.parent.name),
     )
     matrix, layers_a, layers_b = _cka_with_layers(
-        model_a, model_b, images, batch_size, device, (checkpoint_a, checkpoint_b)
+        model_a, model_b, images, batch_size, device, (checkpoint_a, checkpoint_b), log
     )
     table = cka_table(matrix, names, layers_a, layers_b)
     target = _torch_device(device)

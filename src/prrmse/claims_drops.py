@@ -18,7 +18,8 @@ from prrmse.claims_core import Entry, Units
 from prrmse.claims_evidence import Evidence, as_bool, model_key, parse_or_none, recorded_name
 from prrmse.errors import PrrmseError
 from prrmse.naming import ModelSpec
-from prrmse.plan import FOREGROUND, SWEEP_COLUMNS, read_table
+from prrmse.plan import FOREGROUND, SWEEP_COLUMNS
+from prrmse.tabular import read_table
 
 CONDITIONS = ("source", "reinit", "rerandom")
 PATIENT_COLUMNS = ["family", "layer", "kind", "patient", "class", "dice"]

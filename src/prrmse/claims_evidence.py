@@ -20,8 +20,8 @@ from prrmse.claims_core import ClaimInputs, Units, seed_index
 from prrmse.errors import PrrmseError
 from prrmse.io import read_json
 from prrmse.naming import ModelSpec, RunSpec, parse_model_name, parse_run_name
-from prrmse.plan import load_plan, read_table, require_columns
-from prrmse.rmse import RMSE_COLUMNS
+from prrmse.plan import load_plan
+from prrmse.tabular import RMSE_COLUMNS, read_table, require_columns
 
 RUN_PATIENT_COLUMNS = ["patient", "class", "dice"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prrmse.errors import PrrmseError
+from prrmse.progress import timestamped_stdout
 
 Handler = Callable[[argparse.Namespace], None]
 RUN_NAMES = "<model> or <model>-<freeze|finetune|selffer>-from-<source>"
@@ -130,7 +131,7 @@ def sweep_settings(config_path: Path, threads: int | None) -> Any:
     from prrmse.train import select_device
 
     options = dict(load_config(config_path)["analysis"]["sweep"])
-    options["device"] = select_device(options["device"]).type
+    options["device"] = select_device(options["device"], "analysis.sweep.device").type
     if threads:
         import torch
 
@@ -163,7 +164,7 @@ def _run_rmse(args: argparse.Namespace) -> None:
 def _run_plan(args: argparse.Namespace) -> None:
     from prrmse.config import load_config
     from prrmse.naming import parse_model_name
-    from prrmse.plan import run_plan
+    from prrmse.plan_models import run_plan
 
     config = load_config(args.config)
     options = config["analysis"]["plan"]
@@ -413,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Tools a person runs and reads (or parses: --json) keep plain output; every workflow
+# job's log gets timestamped lines, flushed as they end (prrmse.progress).
+PLAIN_OUTPUT_VERBS = frozenset({"lineage", "dvc-sync", "dvc-record"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # argparse prints the usage and then "prog: error: ..."; keep only that last line, so a
@@ -430,8 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(usage.getvalue())
         return code
     handler: Handler = args.handler
+    output = contextlib.nullcontext() if args.verb in PLAIN_OUTPUT_VERBS else timestamped_stdout()
     try:
-        handler(args)
+        with output:
+            handler(args)
     except PrrmseError as exc:
         print(f"prrmse {args.verb}: error: {exc}", file=sys.stderr)
         return 1

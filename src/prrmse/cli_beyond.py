@@ -78,7 +78,7 @@ def _run_cka(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    device = select_device(config["analysis"]["sweep"]["device"]).type
+    device = select_device(config["analysis"]["sweep"]["device"], "analysis.sweep.device").type
     table = run_cka(
         args.target, args.source, args.data, args.out,
         max_images=options["max_images"], batch_size=options["batch_size"], device=device,

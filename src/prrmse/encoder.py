@@ -33,7 +33,8 @@ from prrmse.data.phantoms import write_phantoms
 from prrmse.data.prepare import prepare_dataset
 from prrmse.errors import PrrmseError
 from prrmse.naming import ModelSpec
-from prrmse.start import ENCODER_MODULE, build_start, legacy_start, start_seed
+from prrmse.start import ENCODER_MODULE, legacy_start, start_seed
+from prrmse.start_model import build_start
 from prrmse.train import train_model
 
 RECIPES = ("random", "pretext")

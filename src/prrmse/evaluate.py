@@ -24,6 +24,7 @@ from prrmse.metrics import (
     foreground_mean,
     volume_ids,
 )
+from prrmse.precision import autocast, resolve_precision
 from prrmse.provenance import csv_header
 
 PATIENT_COLUMNS = ("patient", "class", "dice")
@@ -31,7 +32,11 @@ PATIENT_COLUMNS = ("patient", "class", "dice")
 
 @torch.no_grad()
 def predict_labels(
-    model: torch.nn.Module, images: torch.Tensor, batch_size: int, device: torch.device
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Arg-max class per pixel, (N, H, W) uint8; `images` is (N, 1, H, W) on any device."""
     was_training = model.training
@@ -39,7 +44,7 @@ def predict_labels(
     out = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device, non_blocking=True)
-        with _autocast(device):
+        with _autocast(device, precision):
             logits = model(batch)
         out.append(logits.argmax(dim=1).to("cpu", torch.uint8))
     model.train(was_training)
@@ -48,14 +53,18 @@ def predict_labels(
 
 @torch.no_grad()
 def reconstruction_mse(
-    model: torch.nn.Module, images: torch.Tensor, batch_size: int, device: torch.device
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "auto",
 ) -> float:
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device)
-        with _autocast(device):
+        with _autocast(device, precision):
             output = model(batch).float()
         total += float(((output - batch.expand_as(output)) ** 2).sum())
         count += output.numel()
@@ -71,13 +80,15 @@ def validate(
     index: pd.DataFrame,
     batch_size: int,
     device: torch.device,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Metrics of one validation pass and the model-selection score (higher is better)."""
     if task == "seg":
-        dice = dice_per_class(predict_labels(model, images, batch_size, device), labels, index)
+        predicted = predict_labels(model, images, batch_size, device, precision)
+        dice = dice_per_class(predicted, labels, index)
         mean = foreground_mean(dice)
         return {"dice": [float(d) for d in dice], "dice_mean": mean, "score": mean}
-    mse = reconstruction_mse(model, images, batch_size, device)
+    mse = reconstruction_mse(model, images, batch_size, device, precision)
     return {"mse": mse, "score": -mse}
 
 
@@ -119,12 +130,13 @@ def per_patient_dice(
     index: pd.DataFrame,
     batch_size: int,
     device: torch.device,
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Validation Dice per patient and class, columns PATIENT_COLUMNS.
 
     Averaged over patients (NaN skipped) it gives `validate`'s "dice" exactly.
     """
-    predicted = predict_labels(model, images, batch_size, device)
+    predicted = predict_labels(model, images, batch_size, device, precision)
     volumes, n_volumes, patients = patient_of_volumes(index)
     counts = confusion_counts(predicted, labels, volumes, n_volumes)
     return long_patient_table(patient_dice(dice_from_counts(counts), patients))
@@ -137,6 +149,6 @@ def write_patients_csv(path: str | Path, table: pd.DataFrame, record: dict[str, 
         table.to_csv(handle, index=False, na_rep="nan")
 
 
-def _autocast(device: torch.device):
-    # bf16 autocast only pays (and only changes numerics) on CUDA; CPU stays float32 and exact
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(device: torch.device, precision: str):
+    # `auto`: bf16/fp16 autocast only on CUDA, where it pays; CPU stays float32 and exact
+    return autocast(resolve_precision(precision, device), device)

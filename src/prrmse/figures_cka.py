@@ -22,7 +22,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from prrmse.cka import CKA_COLUMNS
 from prrmse.errors import PrrmseError
 from prrmse.figures import (
     OKABE_ITO,
@@ -37,6 +36,7 @@ from prrmse.figures import (
     save_figure,
 )
 from prrmse.figures_models import short_names
+from prrmse.tabular import CKA_COLUMNS
 
 WHAT = "Linear CKA of BN outputs"
 NAN_COLOUR = "#DDDDDD"

@@ -3,7 +3,7 @@
 `prrmse import-weights` turns a torchvision ResNet-18 state dict (a `.pth` the user saved
 once on a machine with internet, e.g. from `ResNet18_Weights.IMAGENET1K_V1`) into the
 safetensors file of encoder tensors that `networks.<net>.start.encoder: <path>` loads
-(`prrmse.start.load_encoder_start` -> `prrmse.models.pspnet.load_encoder_weights`).
+(`prrmse.start_model.load_encoder_start` -> `prrmse.models.pspnet.load_encoder_weights`).
 
 The `.pth` is read with `torch.load(..., weights_only=True)` only, so a pickle that holds
 anything but tensors and plain containers is refused, never run. It must map tensor for

@@ -42,6 +42,7 @@ from prrmse.io import sha256_file
 from prrmse.layers import KIND_ATTR, find_layer, index_layers, layer_label
 from prrmse.models.registry import arch_record
 from prrmse.plan import load_plan
+from prrmse.plan_models import load_plan_for
 from prrmse.rmse import probe_shape
 from prrmse.train import ModelSetup
 
@@ -73,7 +74,7 @@ def plan_setup(
     source_name = str(source_record.get("name") or source_ckpt.parent.name)
 
     def setup(model: nn.Module) -> dict[str, Any]:
-        plan = load_plan(plan_path, model)
+        plan = load_plan_for(plan_path, model)
         _check_source_fits(source_ckpt, source_record, source_tensors, model)
         reused = reused_entries(plan)
         loaded = load_reused(model, source_tensors, reused)

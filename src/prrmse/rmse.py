@@ -22,6 +22,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -62,15 +63,23 @@ def matched_layers(reference: nn.Module, others: Mapping[str | Path, nn.Module])
     return index_layers(reference, probe_shape(reference))
 
 
+def _float64(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to("cpu", torch.float64).numpy().ravel()
+
+
+def _root_mean_square(values: np.ndarray) -> float:
+    # numpy's pairwise sum, not torch's: torch splits a large reduction across its threads,
+    # so the last bits (and the bytes of every table) would depend on the host's cores
+    return float(np.sqrt(np.mean(values * values)))
+
+
 def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
-    difference = a.detach().to("cpu", torch.float64) - b.detach().to("cpu", torch.float64)
-    return float(torch.sqrt(torch.mean(difference * difference)))
+    return _root_mean_square(_float64(a) - _float64(b))
 
 
 def rms(tensor: torch.Tensor) -> float:
     """sqrt(mean(x^2)) in float64: the scale of one tensor."""
-    values = tensor.detach().to("cpu", torch.float64)
-    return float(torch.sqrt(torch.mean(values * values)))
+    return _root_mean_square(_float64(tensor))
 
 
 def aligned_state(a_model: nn.Module, b_model: nn.Module) -> dict[str, torch.Tensor] | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,15 +47,16 @@ from prrmse.evaluate import write_patients_csv
 from prrmse.io import atomic_path, sha256_file
 from prrmse.layers import KIND_ATTR, Layer, get_tensor
 from prrmse.prefix import PrefixCache, forwards_replaced, record_calls
+from prrmse.progress import eta
 from prrmse.provenance import cpu_model, csv_header, stamp
 from prrmse.start import (
     Start,
-    build_start,
     check_start,
     independent_seed,
     legacy_start,
     rerandom_start,
 )
+from prrmse.start_model import build_start
 from prrmse.sweep_rows import (
     DICE_COLUMNS,
     DiceCounts,
@@ -227,6 +229,7 @@ def _replacement_counts(
     layers = check_compatible(target, source, (1, *images.shape[1:]), source_name)
     counts = DiceCounts(labels, index, 1 + sum(len(layer.kinds) for layer in layers))
     n_batches = -(-len(images) // settings.batch_size)
+    began = time.perf_counter()
     with _evaluating(target, device, settings.channels_last):
         replacements = make_replacements(target, source, layers, device)
         pairs: list[FoldedPair] | None = None if settings.fold_bn else []
@@ -257,7 +260,10 @@ def _replacement_counts(
                     cache = PrefixCache(calls)
                 counts.add(row, start, predicted)
             if log is not None:
-                log(f"sweep: batch {number}/{n_batches} ({len(replacements)} replacements) done")
+                log(
+                    f"sweep: batch {number}/{n_batches} ({len(replacements)} replacements) done, "
+                    f"{eta(number, n_batches, time.perf_counter() - began)}"
+                )
     return layers, counts
 
 

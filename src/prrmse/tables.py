@@ -31,7 +31,7 @@ from prrmse import paper
 from prrmse import provenance as provenance_lines
 from prrmse.errors import PrrmseError
 from prrmse.io import atomic_path, read_json, sha256_file
-from prrmse.layers import BN_KINDS, CONV_KINDS
+from prrmse.kinds import BN_KINDS, CONV_KINDS
 from prrmse.naming import ModelSpec, parse_model_name
 from prrmse.plan import load_plan
 

@@ -46,7 +46,10 @@ from prrmse.errors import PrrmseError
 from prrmse.evaluate import per_patient_dice, validate, write_patients_csv
 from prrmse.io import atomic_path, write_json_atomic, write_text_atomic
 from prrmse.naming import ModelSpec
-from prrmse.start import Start, build_start, describe, legacy_start, resolve_start
+from prrmse.precision import autocast, grad_scaler, resolve_precision
+from prrmse.progress import eta
+from prrmse.start import Start, describe, legacy_start, resolve_start
+from prrmse.start_model import build_start
 from prrmse.tasks import task_loss
 
 # Called on the fresh model before training (reuse: load source tensors, freeze some).
@@ -89,12 +92,24 @@ def initial_model(network: dict[str, Any], start: Start | int) -> torch.nn.Modul
     return build_start(network, start)
 
 
-def select_device(choice: str) -> torch.device:
+def select_device(
+    choice: str, key: str = "train.device", warn: Callable[[str], None] | None = None
+) -> torch.device:
+    """`cuda` without a usable GPU fails at once (a cluster job must not crawl on CPU);
+    `auto` without one runs on CPU and says so."""
     if choice == "cuda" and not torch.cuda.is_available():
-        raise PrrmseError("config train.device", "cuda requested but no CUDA device is available")
+        raise PrrmseError(f"config {key}", "cuda requested but no CUDA device is available")
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
+    if choice == "auto":
+        (warn or _warn)(
+            f"warning: config {key} is auto and no CUDA device is available: running on CPU"
+        )
     return torch.device("cpu")
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def draw_subset(patients: list[str], n_train: int | None, seed: int, source: Path) -> list[str]:
@@ -250,10 +265,13 @@ def _epoch_row(
     return row
 
 
-def _evaluate(model: torch.nn.Module, task: str, split: Split, cfg: dict[str, Any], device) -> dict:
+def _evaluate(
+    model: torch.nn.Module, task: str, split: Split, cfg: dict[str, Any], device, precision: str
+) -> dict:
     return validate(
-        model, task, split.images, split.labels, split.index, cfg["eval_batch_size"], device
-    )
+        model, task, split.images, split.labels, split.index, cfg["eval_batch_size"], device,
+        precision,
+    )  # fmt: skip
 
 
 def train_model(
@@ -287,6 +305,7 @@ def train_model(
     if threads:
         torch.set_num_threads(threads)
     device = select_device(cfg["device"])
+    precision = resolve_precision(cfg["precision"], device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     dataset = load_processed(data_dir)
@@ -306,6 +325,7 @@ def train_model(
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
+    scaler = grad_scaler(precision, device)
 
     sections = {"train": cfg, "network": network}
     index_sha = hashlib.sha256((Path(data_dir) / "index.csv").read_bytes()).hexdigest()
@@ -335,6 +355,7 @@ def train_model(
     show_bar = sys.stderr.isatty()
     epochs, val_every = cfg["epochs"], cfg["val_every"]
     val_metrics: dict[str, Any] | None = None
+    run_began = time.perf_counter()
     for epoch in range(first, epochs):
         began = time.perf_counter()
         gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch)
@@ -354,7 +375,7 @@ def train_model(
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with autocast(precision, device):
                 output = model(images)
             loss = task_loss(spec.task, output, images, labels, cfg["dice_weight"])
             if not torch.isfinite(loss):
@@ -362,8 +383,9 @@ def train_model(
                     out_dir,
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; no model written",
                 )
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             total += float(loss.detach())
         train_seconds = time.perf_counter() - began
         last = epoch + 1 == epochs
@@ -371,11 +393,11 @@ def train_model(
         # `selection: last` reports); never used to choose a model
         val_metrics = None
         if (val_every and (epoch + 1) % val_every == 0) or (last and not selecting):
-            val_metrics = _evaluate(model, spec.task, data.val, cfg, device)
+            val_metrics = _evaluate(model, spec.task, data.val, cfg, device, precision)
         improved = False
         sel_metrics = None
         if data.selection is not None:
-            sel_metrics = _evaluate(model, spec.task, data.selection, cfg, device)
+            sel_metrics = _evaluate(model, spec.task, data.selection, cfg, device, precision)
             improved = sel_metrics["score"] > best_score
             if improved:
                 best_score, best_epoch = sel_metrics["score"], epoch + 1
@@ -396,17 +418,18 @@ def train_model(
         summary = " ".join(f"{k} {v}" for k, v in history[-1].items() if k != "epoch" and v != "")
         log(
             f"{spec.name} epoch {epoch + 1}/{epochs} {summary} "
-            f"({steps * batch / train_seconds:.1f} img/s, {time.perf_counter() - began:.1f} s)"
+            f"({steps * batch / train_seconds:.1f} img/s, {time.perf_counter() - began:.1f} s, "
+            f"{eta(epoch + 1 - first, epochs - first, time.perf_counter() - run_began)})"
         )
 
     if selecting:
         # the selected epoch's model, validated on the reporting set once, at the end
         model.load_state_dict(best)
-        final = _evaluate(model, spec.task, data.val, cfg, device)
+        final = _evaluate(model, spec.task, data.val, cfg, device, precision)
     elif val_metrics is not None:
         final = val_metrics  # the last epoch's model, just validated
     else:  # resumed after the last epoch's state (not written in practice)
-        final = _evaluate(model, spec.task, data.val, cfg, device)
+        final = _evaluate(model, spec.task, data.val, cfg, device, precision)
     selection_record: dict[str, Any] = {"rule": cfg["selection"], "epoch": best_epoch}
     if data.selection is not None:
         selection_record.update(
@@ -436,15 +459,19 @@ def train_model(
         },
         "setup": setup_record,
         **(extra_record or {}),
-        "provenance": provenance.stamp(device=device_name(device), threads=torch.get_num_threads()),
+        "precision": precision,
+        "provenance": provenance.stamp(
+            device=device_name(device), threads=torch.get_num_threads(), precision=precision
+        ),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     # every model writes the file, so the workflow can declare it; an auto-encoder's is empty
     patients = pd.DataFrame(columns=["patient", "class", "dice"])
     if spec.task == "seg":
         patients = per_patient_dice(
-            model, data.val.images, data.val.labels, data.val.index, cfg["eval_batch_size"], device
-        )
+            model, data.val.images, data.val.labels, data.val.index, cfg["eval_batch_size"], device,
+            precision,
+        )  # fmt: skip
     patients_record = provenance.stamp(
         table=f"validation Dice per patient and class of the selected model ({cfg['selection']})"
         + ("" if spec.task == "seg" else " (auto-encoder: no Dice, no rows)"),
@@ -453,6 +480,7 @@ def train_model(
         data={"dir": str(data_dir), "index_sha256": index_sha},
         device=device_name(device),
         threads=torch.get_num_threads(),
+        precision=precision,
     )
     # All four are written under temp names and renamed together (the model last), so a
     # failed write never leaves metrics that look complete beside a missing model.

@@ -21,7 +21,7 @@ from prrmse.data.phantoms import write_phantoms
 from prrmse.data.prepare import prepare_dataset
 from prrmse.models import build_model
 from prrmse.naming import parse_model_name
-from prrmse.plan import run_plan
+from prrmse.plan_models import run_plan
 from prrmse.rmse import run_rmse
 from prrmse.sweep import SweepSettings, run_sweep
 from prrmse.train import train_model

@@ -15,7 +15,7 @@ rule sweep:
         "../../environment.yml"
     threads: config["compute"]["threads"]
     resources:
-        gpu=1,
+        gpu=ANALYSIS_GPUS,
         mem_mb=8000,
         runtime=120,
     params:
@@ -40,7 +40,7 @@ rule sweep_controls:
         "../../environment.yml"
     threads: config["compute"]["threads"]
     resources:
-        gpu=1,
+        gpu=ANALYSIS_GPUS,
         mem_mb=8000,
         runtime=240,
     params:
@@ -64,7 +64,7 @@ rule cka:
         "../../environment.yml"
     threads: config["compute"]["threads"]
     resources:
-        gpu=1,
+        gpu=ANALYSIS_GPUS,
         mem_mb=8000,
         runtime=60,
     params:

@@ -43,6 +43,11 @@ SEEDS = config["study"]["seeds"]
 FIRST_SEED = SEEDS[0]
 REUSE_SEEDS = config["reuse"]["seeds"] or SEEDS
 SUMMARY = f"{RESULTS}/summary"
+# GPU requests follow the device each verb reads, so a CPU config on a cluster queues
+# no GPU job. train.device -> shared_encoder, train, reuse; analysis.sweep.device ->
+# sweep, sweep_controls, cka.
+TRAIN_GPUS = int(config["train"]["device"] != "cpu")
+ANALYSIS_GPUS = int(config["analysis"]["sweep"]["device"] != "cpu")
 
 
 wildcard_constraints:

@@ -18,7 +18,7 @@ rule reuse:
         "../../environment.yml"
     threads: config["compute"]["threads"]
     resources:
-        gpu=1,
+        gpu=TRAIN_GPUS,
         mem_mb=8000,
         runtime=240,
     params:

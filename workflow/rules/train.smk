@@ -13,7 +13,7 @@ rule shared_encoder:
         "../../environment.yml"
     threads: config["compute"]["threads"]
     resources:
-        gpu=1,
+        gpu=TRAIN_GPUS,
         mem_mb=8000,
         runtime=240,
     params:
@@ -38,7 +38,7 @@ rule train:
         "../../environment.yml"
     threads: config["compute"]["threads"]
     resources:
-        gpu=1,
+        gpu=TRAIN_GPUS,
         mem_mb=8000,
         runtime=240,
     params:
