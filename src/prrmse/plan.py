@@ -202,7 +202,8 @@ def _entry(
     }
 
 
-def _check_rms(table: pd.DataFrame, column: str, where: str | Path) -> None:
+def check_rms(table: pd.DataFrame, column: str, where: str | Path) -> None:
+    """The RMSE table holds the target tensor's RMS, which the relative-RMSE rule divides by."""
     if column not in RMS_COLUMNS:
         raise PrrmseError(where, f"target scale column {column!r} is not one of {RMS_COLUMNS}")
     if column not in table:
@@ -261,7 +262,7 @@ def make_plan(
     _check_rule(thresholds, rule, compared)
     judges_w = rule != "sweep" and "W" in compared
     if judges_w:
-        _check_rms(rmse, target_rms, "rmse table")
+        check_rms(rmse, target_rms, "rmse table")
         check_calibration(calibration, float(thresholds[W_KEY]))
     scale = target_rms if target_rms in rmse else None
     order = {kind: i for i, kind in enumerate((*BN_KINDS, *CONV_KINDS))}
@@ -304,7 +305,7 @@ def _names_match(recorded: Any, name: str) -> bool:
     return str(recorded) == name or name in Path(str(recorded)).parts
 
 
-def _check_pair(path: Path, table: pd.DataFrame, target: str, source: str) -> None:
+def check_pair(path: Path, table: pd.DataFrame, target: str, source: str) -> None:
     """Where the sweep records its target/source (columns or provenance), they must match."""
     recorded = provenance.read_csv_provenance(path) or {}
     for role, name in (("target", target), ("source", source)):
@@ -315,7 +316,7 @@ def _check_pair(path: Path, table: pd.DataFrame, target: str, source: str) -> No
             raise PrrmseError(path, f"made for {role} {wrong[0]!r}, the plan's {role} is {name!r}")
 
 
-def _pair_rows(
+def pair_rows(
     path: Path, table: pd.DataFrame, target: str, source: str
 ) -> tuple[pd.DataFrame, str]:
     """The pair's rows and the column holding the target's RMS (rms_a unless the target is

@@ -19,6 +19,7 @@ from prrmse import provenance
 from prrmse.errors import PrrmseError
 from prrmse.io import sha256_file, write_json_atomic
 from prrmse.layers import KINDS_OF_FAMILY, index_layers, layer_label
+from prrmse.models import build_model
 from prrmse.models.registry import ARCH_ATTR
 from prrmse.plan import (
     CALIBRATION_SEEDS,
@@ -28,13 +29,13 @@ from prrmse.plan import (
     W_CONFIG_KEY,
     W_CRITERION,
     W_KEY,
-    _check_pair,
-    _check_rms,
-    _pair_rows,
+    check_pair,
+    check_rms,
     load_plan,
     make_plan,
+    pair_rows,
 )
-from prrmse.rmse import probe_shape
+from prrmse.rmse import probe_shape, tensor_rmse
 from prrmse.tabular import RMSE_COLUMNS, read_table
 
 
@@ -49,9 +50,6 @@ def calibrate(
     random state is left as it was. Options that load shared tensors (a local encoder
     weights file) are left out: the pair must share nothing.
     """
-    from prrmse.models import build_model
-    from prrmse.rmse import tensor_rmse
-
     if len(seeds) != 2 or seeds[0] == seeds[1]:
         raise PrrmseError("plan calibration", f"needs two distinct seeds, got {list(seeds)}")
     arch = str(network["arch"])
@@ -117,8 +115,8 @@ def run_plan(
     sweep_csv, rmse_csv = Path(sweep_csv), Path(rmse_csv)
     sweep = read_table(sweep_csv, SWEEP_COLUMNS)
     rmse = read_table(rmse_csv, RMSE_COLUMNS)
-    _check_pair(sweep_csv, sweep, target_name, source_name)
-    rmse, target_rms = _pair_rows(rmse_csv, rmse, target_name, source_name)
+    check_pair(sweep_csv, sweep, target_name, source_name)
+    rmse, target_rms = pair_rows(rmse_csv, rmse, target_name, source_name)
     stamps = [provenance.read_csv_provenance(path) or {} for path in (rmse_csv, sweep_csv)]
     arch = next((stamp["arch"] for stamp in stamps if "arch" in stamp), None)
     calibration = None
@@ -132,7 +130,7 @@ def run_plan(
         if thresholds.get(W_KEY) is not None:
             calibration = calibrate(network, float(thresholds[W_KEY]))
     if rule != "sweep":
-        _check_rms(rmse, target_rms, rmse_csv)
+        check_rms(rmse, target_rms, rmse_csv)
     plan = make_plan(
         sweep,
         rmse,
