@@ -225,3 +225,79 @@ def test_workflow_on_slurm(slurm_cluster, tmp_path):
 
     # the rules' own logs are in logs/, as in a local run
     assert (work / "logs/train/unet-seg-acdc-s1.log").is_file()
+
+
+# --- the whole tiny graph through the profile ------------------------------------------
+
+# Cheap rules run on the submitting host (Snakefile `localrules`), so the cluster run pays
+# the scheduler only for jobs that compute; issue 15 bounds it at 1.5x the local run.
+MAX_SLURM_OVER_LOCAL = 1.5
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_whole_tiny_graph_on_slurm_as_fast_and_identical_as_local(slurm_cluster):
+    """Every job of tests/workflow/tiny.yaml (a CPU config) through `--profile slurm`: the
+    same bytes as the session's local reference run, no job asks Slurm for a GPU, the
+    cheap rules run on the submitting host, and the wall time is within 1.5x local's."""
+    from tests import e2e_runs
+
+    reference = e2e_runs.reference_run()
+    repo = e2e_runs.fresh_copy("slurm")
+    env = e2e_runs.workflow_env(repo)
+    env["SLURM_CONF"] = str(slurm_cluster)
+    env["PATH"] = f"{Path(slurm_cluster).parent / 'bin'}{os.pathsep}{env['PATH']}"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [
+            *KILL,
+            str(e2e_runs.RUN_TIMEOUT_S),
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            str(PROFILE),
+            "--configfile",
+            str(e2e_runs.TINY),
+            # the reference run's cores on the submitting host, for the local rules
+            "--local-cores",
+            "2",
+            # a private one-node Slurm answers at once; the profile's waits suit real ones
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            "--seconds-between-status-checks",
+            "2",
+            "--verbose",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.monotonic() - start
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"rc {proc.returncode} after {elapsed:.0f} s:\n{out[-6000:]}"
+
+    problems = e2e_runs.compare_hashes(reference.hashes, e2e_runs.product_hashes(repo))
+    calls = re.findall(r"sbatch call: (sbatch .*)", out)
+    local = re.findall(r"^\s*localrule (\w+):", out, re.M)
+    remote_rules = sorted(
+        {
+            re.search(r"--comment '?rule_([a-z_]+?)(?:_wildcards_\S*?)?'? ", c).group(1)
+            for c in calls
+        }
+    )
+    ratio = elapsed / reference.seconds
+    print(
+        f"\nwhole tiny graph: Slurm {elapsed:.0f} s ({len(calls)} sbatch jobs: "
+        f"{', '.join(remote_rules)}; {len(local)} local jobs) vs local {reference.seconds:.0f} s: "
+        f"{ratio:.2f}x; {len(reference.hashes)} files compared, problems: {len(problems)}"
+    )
+    assert not problems, problems[:20]
+    assert calls and local, out[-4000:]
+    gpu_calls = [c for c in calls if "--gpus" in c or "gres" in c]
+    assert not gpu_calls, f"a CPU config asked Slurm for a GPU: {gpu_calls[:2]}"
+    assert not set(local) & set(remote_rules), (local, remote_rules)
+    assert ratio <= MAX_SLURM_OVER_LOCAL, (
+        f"the Slurm run took {elapsed:.0f} s, {ratio:.2f}x the local run's {reference.seconds:.0f} s"
+    )
