@@ -37,7 +37,7 @@ from prrmse.figures import (
     save_figure,
     shade_absent,
 )
-from prrmse.kinds import BN_KINDS, CONV_KINDS
+from prrmse.kinds import BN_KINDS, CONV_KINDS, FAMILY_OF_KIND
 from prrmse.summary import FOREGROUND
 
 CONDITIONS = {
@@ -46,7 +46,6 @@ CONDITIONS = {
     "rerandom": "fresh draw of the initialiser (re-randomisation)",
 }
 COLUMNS = ["family", "layer", "head", "kind", "status", "class", "difference"]
-FAMILY_OF_KIND = {**dict.fromkeys(BN_KINDS, "bn"), **dict.fromkeys(CONV_KINDS, "conv")}
 
 
 def _foreground(table: pd.DataFrame, where: Path) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from prrmse.figures import (
     MARKERS,
     OKABE_ITO,
     absent_handle,
+    absent_layers,
     check_unique,
     default_title,
     figure_provenance,
@@ -48,13 +49,13 @@ from prrmse.figures import (
     shade_absent,
 )
 from prrmse.floor import floor_for
-from prrmse.kinds import BN_KINDS, CONV_KINDS
+from prrmse.kinds import BN_KINDS, CONV_KINDS, FAMILY_OF_KIND
 from prrmse.naming import parse_model_name
 
-RMSE_COLUMNS = ["family", "layer", "head", "kind", "status", "rmse"]
+# the columns these figures read: a subset of prrmse.tabular.RMSE_COLUMNS
+RMSE_COLUMNS_READ = ["family", "layer", "head", "kind", "status", "rmse"]
 BNSTATS_COLUMNS = ["layer", "MRM", "MRV", "MRW", "MRB", "mrw_note"]
 FLOOR_COLUMNS = ["network", "family", "layer", "kind", "floor", "floor_low", "floor_high"]
-FAMILY_OF_KIND = {**dict.fromkeys(BN_KINDS, "bn"), **dict.fromkeys(CONV_KINDS, "conv")}
 
 
 def short_names(names: Sequence[str]) -> dict[str, str]:
@@ -98,11 +99,6 @@ def rmse_series(
     return series.reindex(range(1, n_layers + 1))
 
 
-def absent_layers(table: pd.DataFrame, kind: str) -> list[int]:
-    rows = table[(table["kind"] == kind) & ~table["head"] & (table["status"] == "absent")]
-    return sorted(int(layer) for layer in rows["layer"].unique())
-
-
 def rmse_matrix(table: pd.DataFrame, models: Sequence[str], kind: str = "W") -> pd.DataFrame:
     """Models x models mean RMSE over the kind's compared layers (head excluded), symmetric;
     NaN on the diagonal and for pairs the table lacks."""
@@ -121,7 +117,7 @@ def _draw_pairs(
     one, over the seed-to-seed floor where given); True if the kind is absent somewhere."""
     family = FAMILY_OF_KIND[kind]
     n_layers = layer_count(table, family)
-    absent = shade_absent(ax, absent_layers(table, kind), n_layers, kind)
+    absent = shade_absent(ax, absent_layers(table, family, kind), n_layers, kind)
     floor_band(ax, floor_for(floor, network_of(table), family, kind, n_layers))
     for number, pair in enumerate(pairs):
         series = rmse_series(table, pair, kind, n_layers)
@@ -256,7 +252,7 @@ def plot_conv_rmse(
     rmse_csv: Path, out_base: Path, title: str | None = None, floor_csv: Path | None = None
 ) -> Figure:
     """Figures 6 / 10: RMSE of conv W and B per conv layer, one line per model pair."""
-    table, record = read_input(rmse_csv, RMSE_COLUMNS)
+    table, record = read_input(rmse_csv, RMSE_COLUMNS_READ)
     what = "RMSE of conv weights and biases"
     with house_style():
         title = title or _title(record, table, what, rmse_csv)
@@ -270,7 +266,7 @@ def plot_group_rmse(
     rmse_csv: Path, out_base: Path, title: str | None = None, floor_csv: Path | None = None
 ) -> Figure:
     """Figures 11 / 12: RMSE per layer and kind for every pair of a group, and its matrix."""
-    table, record = read_input(rmse_csv, [*RMSE_COLUMNS, "model_a", "model_b"])
+    table, record = read_input(rmse_csv, [*RMSE_COLUMNS_READ, "model_a", "model_b"])
     what = "Layer-wise RMSE between models"
     with house_style():
         title = title or _title(record, table, what, rmse_csv)

@@ -26,6 +26,7 @@ from prrmse.figures import (
     MARKERS,
     OKABE_ITO,
     absent_handle,
+    absent_layers,
     check_unique,
     figure_provenance,
     floor_band,
@@ -43,11 +44,10 @@ from prrmse.figures import (
 )
 from prrmse.floor import floor_for
 from prrmse.io import sha256_file
-from prrmse.kinds import BN_KINDS, CONV_KINDS
+from prrmse.kinds import BN_KINDS, CONV_KINDS, FAMILY_OF_KIND
 from prrmse.tabular import RMSE_COLUMNS, write_table_csv
 
 IDEAL_COLUMNS = ["run", *RMSE_COLUMNS]
-FAMILY_OF_KIND = {**dict.fromkeys(BN_KINDS, "bn"), **dict.fromkeys(CONV_KINDS, "conv")}
 LINE_STYLES = ("-", "--", ":", "-.")  # after the 8 colours are used, the next style
 LEGEND_COLUMNS = 3
 
@@ -92,11 +92,6 @@ def _series(
     return rows.set_index("layer")[value].astype(float).reindex(range(1, n_layers + 1))
 
 
-def _absent_layers(table: pd.DataFrame, kind: str) -> list[int]:
-    rows = table[(table["kind"] == kind) & (table["status"] == "absent")]
-    return sorted(int(layer) for layer in rows["layer"].unique())
-
-
 def draw_rmse_to_ideal(
     table: pd.DataFrame,
     runs: Sequence[str],
@@ -122,7 +117,7 @@ def draw_rmse_to_ideal(
         ax = figure.add_subplot(grid[index // 2, index % 2])
         family = FAMILY_OF_KIND[kind]
         n_layers = layer_count(body, family)
-        absent |= shade_absent(ax, _absent_layers(body, kind), n_layers, kind)
+        absent |= shade_absent(ax, absent_layers(body, family, kind), n_layers, kind)
         drawn_floor = (
             floor_band(ax, floor_for(floor, network, family, kind, n_layers)) or drawn_floor
         )

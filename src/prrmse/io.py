@@ -13,15 +13,17 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from prrmse.errors import PrrmseError
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | Path | Traversable, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes; a package resource (Traversable) is read the same way."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with (Path(path) if isinstance(path, str) else path).open("rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()

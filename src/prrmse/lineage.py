@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from prrmse.errors import PrrmseError
+from prrmse.io import sha256_file
 from prrmse.provenance import pdf_subject, png_text
 
 CODE_DIRS = ("src/prrmse",)
@@ -54,14 +55,6 @@ _CHUNK = 1 << 20
 def md5_file(path: Path) -> str:
     digest = hashlib.md5()  # noqa: S324 - DVC's content hash, not a security use
     with open(path, "rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path | Traversable) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
         while block := handle.read(_CHUNK):
             digest.update(block)
     return digest.hexdigest()
