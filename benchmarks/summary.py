@@ -110,8 +110,18 @@ def parse_train(output: str) -> list[Ratio]:
     ratios = []
     for line in output.splitlines():
         if match := TRAIN_LINE.match(line.strip()):
-            ratios.append(Ratio("training throughput", match["network"], "bare loop", f"{match['bare']} img/s",
-                                "prrmse train", f"{match['ours']} img/s", match["ratio"], match["target"]))  # fmt: skip
+            ratios.append(
+                Ratio(
+                    "training throughput",
+                    match["network"],
+                    "bare loop",
+                    f"{match['bare']} img/s",
+                    "prrmse train",
+                    f"{match['ours']} img/s",
+                    match["ratio"],
+                    match["target"],
+                )
+            )
     return ratios
 
 
@@ -128,14 +138,43 @@ def parse_sweep(output: str) -> list[Ratio]:
         elif match := SWEEP_FULL.match(line):
             full = f"{match['wall']} s"
         elif match := SWEEP_VARIANT.match(line):
-            ratios.append(Ratio("sweep speed-up", network, "naive sweep", naive, match["label"],
-                                f"{match['wall']} s", f"{match['vs_naive']}x", "> 1 (faster)"))  # fmt: skip
-            ratios.append(Ratio("sweep vs full passes", network, "(R+1) full passes", full, match["label"],
-                                f"{match['wall']} s", f"{match['vs_full']}x",
-                                f"{ideal}; reached {match['pct_flops']} % of the FLOP ideal"))  # fmt: skip
+            ratios.append(
+                Ratio(
+                    "sweep speed-up",
+                    network,
+                    "naive sweep",
+                    naive,
+                    match["label"],
+                    f"{match['wall']} s",
+                    f"{match['vs_naive']}x",
+                    "> 1 (faster)",
+                )
+            )
+            ratios.append(
+                Ratio(
+                    "sweep vs full passes",
+                    network,
+                    "(R+1) full passes",
+                    full,
+                    match["label"],
+                    f"{match['wall']} s",
+                    f"{match['vs_full']}x",
+                    f"{ideal}; reached {match['pct_flops']} % of the FLOP ideal",
+                )
+            )
         elif match := SWEEP_EXACT.match(line):
-            ratios.append(Ratio("sweep exactness", network, "naive sweep Dice", "-", "prefix reuse Dice",
-                                "-", f"bit-identical: {match['exact']}", f"best settings: max |dDice| {match['gap']}"))  # fmt: skip
+            ratios.append(
+                Ratio(
+                    "sweep exactness",
+                    network,
+                    "naive sweep Dice",
+                    "-",
+                    "prefix reuse Dice",
+                    "-",
+                    f"bit-identical: {match['exact']}",
+                    f"best settings: max |dDice| {match['gap']}",
+                )
+            )
     return ratios
 
 

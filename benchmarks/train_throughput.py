@@ -38,13 +38,25 @@ def synthetic_dataset(root: Path, n_train: int, size: int) -> Path:
     n = n_train + 4
     np.save(root / "images.npy", rng.standard_normal((n, size, size), dtype=np.float32))
     np.save(root / "labels.npy", rng.integers(0, 4, (n, size, size), dtype=np.uint8))
-    rows = [{"row": i, "patient": f"p{i // 4:03d}", "group": "", "phase": "ED", "slice": i % 4, "series": 0,
-             "split": "train" if i < n_train else "val"} for i in range(n)]
+    rows = [
+        {
+            "row": i,
+            "patient": f"p{i // 4:03d}",
+            "group": "",
+            "phase": "ED",
+            "slice": i % 4,
+            "series": 0,
+            "split": "train" if i < n_train else "val",
+        }
+        for i in range(n)
+    ]
     pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
     return root
 
 
-def bare_loop(config: dict, network: str, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
+def bare_loop(
+    config: dict, network: str, images: torch.Tensor, labels: torch.Tensor, steps: int
+) -> float:
     cfg = config["train"]
     torch.manual_seed(1)
     net = config["networks"][network]
@@ -82,8 +94,10 @@ def main() -> None:
     config = copy.deepcopy(load_config(args.config))
     config["train"].update(epochs=args.epochs, iterations_per_epoch=args.iterations, device="cpu")
     size = config["prepare"]["shape"][0]
-    print(f"CPU: {cpu_model()} ({platform.machine()}), torch threads {torch.get_num_threads()}, "
-          f"input {size}x{size}, batch {config['train']['batch_size']}")
+    print(
+        f"CPU: {cpu_model()} ({platform.machine()}), torch threads {torch.get_num_threads()}, "
+        f"input {size}x{size}, batch {config['train']['batch_size']}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data = synthetic_dataset(Path(tmp), 400, size)
         images = torch.from_numpy(np.load(data / "images.npy"))[:, None]
@@ -95,8 +109,10 @@ def main() -> None:
                 bare.append(bare_loop(config, network, images, labels, steps))
                 ours.append(train_loop(config, network, data, Path(tmp) / f"{network}-{repeat}"))
             ratio = max(ours) / max(bare)
-            print(f"{network:7s} bare loop {max(bare):7.1f} img/s   prrmse train {max(ours):7.1f} img/s   "
-                  f"ratio {ratio:.3f} (target >= 0.90)")
+            print(
+                f"{network:7s} bare loop {max(bare):7.1f} img/s   prrmse train {max(ours):7.1f} img/s   "
+                f"ratio {ratio:.3f} (target >= 0.90)"
+            )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from prrmse.config import validate_config
 torch.set_num_threads(1)
 
 
-def write_processed(root: Path, n_patients: int = 8, slices: int = 4, size: int = 32, seed: int = 0) -> Path:
+def write_processed(
+    root: Path, n_patients: int = 8, slices: int = 4, size: int = 32, seed: int = 0
+) -> Path:
     """A prepared dataset of discs (LV), rings (myocardium) and crescents (RV) in noise."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
@@ -32,9 +34,20 @@ def write_processed(root: Path, n_patients: int = 8, slices: int = 4, size: int 
             image = np.choose(label, [0.2, 0.5, 0.1, 0.9]) + rng.normal(0, 0.05, (size, size))
             images.append(((image - image.mean()) / image.std()).astype(np.float32))
             labels.append(label)
-            rows.append({"patient": f"patient{p:03d}", "group": "training", "phase": "ED", "slice": s,
-                         "series": 0, "split": "train" if p < n_patients * 3 // 4 else "val",
-                         "image_file": "x", "image_sha256": "0", "label_file": "y", "label_sha256": "0"})
+            rows.append(
+                {
+                    "patient": f"patient{p:03d}",
+                    "group": "training",
+                    "phase": "ED",
+                    "slice": s,
+                    "series": 0,
+                    "split": "train" if p < n_patients * 3 // 4 else "val",
+                    "image_file": "x",
+                    "image_sha256": "0",
+                    "label_file": "y",
+                    "label_sha256": "0",
+                }
+            )
     root.mkdir(parents=True, exist_ok=True)
     np.save(root / "images.npy", np.stack(images))
     np.save(root / "labels.npy", np.stack(labels))

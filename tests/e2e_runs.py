@@ -57,9 +57,14 @@ def run_snakemake(repo: Path, *extra: str, timeout: float = RUN_TIMEOUT_S) -> fl
     """Run snakemake to completion in `repo`; its wall seconds. Fails with the log's tail."""
     began = time.perf_counter()
     result = subprocess.run(
-        snakemake_cmd(*extra), cwd=repo, env=workflow_env(repo), capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
+        snakemake_cmd(*extra),
+        cwd=repo,
+        env=workflow_env(repo),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if result.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(extra)} failed in {repo}:\n{result.stderr[-4000:]}"
@@ -124,10 +129,13 @@ class Run:
 # Every copy's one commit has the same hash: products stamp the commit their code came from,
 # so runs in different copies (and DVC's rerun of a stage) can give the same bytes.
 FIXED_COMMIT_ENV = {
-    "GIT_AUTHOR_NAME": "prrmse-test", "GIT_AUTHOR_EMAIL": "test@prrmse.invalid",
-    "GIT_COMMITTER_NAME": "prrmse-test", "GIT_COMMITTER_EMAIL": "test@prrmse.invalid",
-    "GIT_AUTHOR_DATE": "2019-06-01T00:00:00+00:00", "GIT_COMMITTER_DATE": "2019-06-01T00:00:00+00:00",
-}  # fmt: skip
+    "GIT_AUTHOR_NAME": "prrmse-test",
+    "GIT_AUTHOR_EMAIL": "test@prrmse.invalid",
+    "GIT_COMMITTER_NAME": "prrmse-test",
+    "GIT_COMMITTER_EMAIL": "test@prrmse.invalid",
+    "GIT_AUTHOR_DATE": "2019-06-01T00:00:00+00:00",
+    "GIT_COMMITTER_DATE": "2019-06-01T00:00:00+00:00",
+}
 
 
 @functools.cache
@@ -184,7 +192,9 @@ class RecordedRun:
     timings: dict[str, float] = field(default_factory=dict)
 
     def snakemake(self, *args: str, timeout: float = e2e.COMMAND_TIMEOUT_S) -> str:
-        result = e2e.run([*e2e.SNAKEMAKE, *args, "--configfile", str(TINY)], self.repo, self.env, timeout)
+        result = e2e.run(
+            [*e2e.SNAKEMAKE, *args, "--configfile", str(TINY)], self.repo, self.env, timeout
+        )
         return result.stdout + result.stderr
 
 

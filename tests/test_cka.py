@@ -213,9 +213,13 @@ def test_run_cka_writes_every_layer_pair_with_provenance(product: dict[str, Path
 
 def test_run_cka_model_against_itself(product: dict[str, Path], tmp_path: Path) -> None:
     table = run_cka(
-        product["a"], product["a"], product["data"], tmp_path / "self.csv", max_images=6,
+        product["a"],
+        product["a"],
+        product["data"],
+        tmp_path / "self.csv",
+        max_images=6,
         batch_size=6,
-    )  # fmt: skip
+    )
     diagonal = table[table["layer_a"] == table["layer_b"]]
     assert len(diagonal) == UNET_BN_LAYERS
     assert np.allclose(diagonal["cka"], 1.0, atol=1e-6)
@@ -258,10 +262,18 @@ def test_figure_png_pdf_with_provenance_and_same_bytes(
 
 def test_figure_draws_undefined_cells_and_refuses_two_pairs(tmp_path: Path) -> None:
     rows = [
-        {"model_a": "a", "model_b": "b", "layer_a": i, "module_a": f"m{i}", "layer_b": j,
-         "module_b": f"n{j}", "cka": float("nan") if i == 2 else 0.5}
-        for i in (1, 2, 3) for j in (1, 2)
-    ]  # fmt: skip
+        {
+            "model_a": "a",
+            "model_b": "b",
+            "layer_a": i,
+            "module_a": f"m{i}",
+            "layer_b": j,
+            "module_b": f"n{j}",
+            "cka": float("nan") if i == 2 else 0.5,
+        }
+        for i in (1, 2, 3)
+        for j in (1, 2)
+    ]
     csv = tmp_path / "hand.csv"
     csv.write_text(csv_header({"n_images": 9}) + pd.DataFrame(rows).to_csv(index=False))
     draw_cka_figure(csv, tmp_path / "hand")

@@ -23,9 +23,14 @@ Entry = tuple[str, int, str]
 
 
 def drops(
-    rm: float = 0.0, rv: float = 0.0, rw: float = 0.0, rb: float = 0.0,
-    w: float = 0.0, b: float | None = 0.0, rm1: float | None = None,
-) -> dict[Entry, float | None]:  # fmt: skip
+    rm: float = 0.0,
+    rv: float = 0.0,
+    rw: float = 0.0,
+    rb: float = 0.0,
+    w: float = 0.0,
+    b: float | None = 0.0,
+    rm1: float | None = None,
+) -> dict[Entry, float | None]:
     """Dice drop per entry of a small model: 3 BN layers, 3 convs (B None: absent)."""
     table: dict[Entry, float | None] = {}
     for layer in (1, 2, 3):
@@ -39,20 +44,37 @@ def drops(
 
 def _rows(entries: Mapping[Entry, float | None], condition: str | None) -> list[dict]:
     rows = [
-        dict(family="baseline", layer=0, module="", head=False, kind="", status="baseline",
-             **{"class": c}, dice=BASE, baseline_dice=BASE)
+        dict(
+            family="baseline",
+            layer=0,
+            module="",
+            head=False,
+            kind="",
+            status="baseline",
+            **{"class": c},
+            dice=BASE,
+            baseline_dice=BASE,
+        )
         for c in range(4)
-    ]  # fmt: skip
+    ]
     # The head (conv 4) loses everything when replaced: a claim must leave it out.
     heads = {("conv", 4, "W"): 0.9, ("conv", 4, "B"): 0.9}
     for (family, layer, kind), drop in {**entries, **heads}.items():
         for c in range(4):
             dice = math.nan if drop is None else (BASE if c == 0 else BASE - drop)
             rows.append(
-                dict(family=family, layer=layer, module=f"m{family}{layer}", head=layer == 4,
-                     kind=kind, status="absent" if drop is None else "replaced",
-                     **{"class": c}, dice=dice, baseline_dice=BASE)
-            )  # fmt: skip
+                dict(
+                    family=family,
+                    layer=layer,
+                    module=f"m{family}{layer}",
+                    head=layer == 4,
+                    kind=kind,
+                    status="absent" if drop is None else "replaced",
+                    **{"class": c},
+                    dice=dice,
+                    baseline_dice=BASE,
+                )
+            )
     frame = pd.DataFrame(rows)
     frame["difference"] = frame["dice"] - frame["baseline_dice"]
     if condition is not None:
@@ -61,9 +83,16 @@ def _rows(entries: Mapping[Entry, float | None], condition: str | None) -> list[
 
 
 def write_sweep(
-    folder: Path, target: str, source: str, seed: int, entries: Mapping[Entry, float | None],
-    condition: str | None = None, suffix: str = "", patients: int = 0, spread: float = 0.0,
-) -> Path:  # fmt: skip
+    folder: Path,
+    target: str,
+    source: str,
+    seed: int,
+    entries: Mapping[Entry, float | None],
+    condition: str | None = None,
+    suffix: str = "",
+    patients: int = 0,
+    spread: float = 0.0,
+) -> Path:
     """A sweep CSV `<target>-sS__<source>-sS<suffix>.csv`, optionally with per-patient Dice:
     patient p's drop is the entry's drop + spread * (p - mean), so patients differ."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,9 +108,16 @@ def write_sweep(
             for p, offset in enumerate(offsets):
                 dice = row.dice if row.status == "baseline" or row[6] == 0 else row.dice - offset
                 rows.append(
-                    dict(condition=condition or "source", family=row.family, layer=row.layer,
-                         kind=row.kind or None, patient=f"P{p:02d}", **{"class": row[6]}, dice=dice)
-                )  # fmt: skip
+                    dict(
+                        condition=condition or "source",
+                        family=row.family,
+                        layer=row.layer,
+                        kind=row.kind or None,
+                        patient=f"P{p:02d}",
+                        **{"class": row[6]},
+                        dice=dice,
+                    )
+                )
         stem = path.name.split(".")[0]
         pd.DataFrame(rows).to_csv(path.with_name(f"{stem}.patients.csv"), index=False)
     return path
@@ -279,8 +315,16 @@ def write_controls(folder: Path, target: str, seed: int, entries: dict, patients
     `controls/<target>-sS.csv`, both conditions in it, no source in the name."""
     parts = []
     for condition in ("reinit", "rerandom"):
-        path = write_sweep(folder / condition, target, "x-seg-y", seed, entries, condition,
-                           patients=patients, spread=0.01)  # fmt: skip
+        path = write_sweep(
+            folder / condition,
+            target,
+            "x-seg-y",
+            seed,
+            entries,
+            condition,
+            patients=patients,
+            spread=0.01,
+        )
         parts.append(path)
     out = folder / "controls" / f"{target}-s{seed}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -344,9 +388,14 @@ SOURCES = {"T1-seg": "pspnet-seg-t1", "T1-auto": "pspnet-auto-t1", "RVSC-seg": "
 
 
 def write_run(
-    root: Path, n: int, seed: int, dice: float, source: str | None = None, mode: str = "scratch",
+    root: Path,
+    n: int,
+    seed: int,
+    dice: float,
+    source: str | None = None,
+    mode: str = "scratch",
     patients: int = 0,
-) -> Path:  # fmt: skip
+) -> Path:
     name = f"pspnet-seg-acdc-n{n}-s{seed}" + (f"-{mode}-from-{source}" if source else "")
     folder = root / ("models" if source is None else "reuse") / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -410,9 +459,10 @@ def test_table1_paper_claims_do_not_hold(tmp_path: Path) -> None:
     folders = write_runs(tmp_path, table1_dice(auto=0.4, other=0.7, scratch=0.5))
     claims = evaluate(reuse_runs=folders)
     for prefix in (
-        "reuse-not-necessarily-better", "t1-auto-reuse-beats-scratch",
+        "reuse-not-necessarily-better",
+        "t1-auto-reuse-beats-scratch",
         "t1-auto-transfers-better-than-t1-seg",
-    ):  # fmt: skip
+    ):
         assert verdicts(claims, prefix) == {"does not hold"}, prefix
 
 
@@ -510,18 +560,37 @@ PREDICTED = {"pspnet-seg-t1": 0.1, "pspnet-auto-t1": 0.5, "pspnet-seg-rvsc": 0.3
 def write_plan(root: Path, source: str, seed: int, predicted: float) -> Path:
     target = f"pspnet-seg-acdc-s{seed}"
     entries = [
-        {"family": "bn", "layer": layer, "module": f"bn{layer}", "kind": "RM", "decision": "reuse",
-         "evidence": {"dice_drop": predicted / 2, "rmse": 0.1, "reason": "test"}}
+        {
+            "family": "bn",
+            "layer": layer,
+            "module": f"bn{layer}",
+            "kind": "RM",
+            "decision": "reuse",
+            "evidence": {"dice_drop": predicted / 2, "rmse": 0.1, "reason": "test"},
+        }
         for layer in (1, 2)
     ] + [
-        {"family": "bn", "layer": 3, "module": "bn3", "kind": "RM", "decision": "keep",
-         "evidence": {"dice_drop": 5.0, "rmse": 0.1, "reason": "kept: must not count"}}
-    ]  # fmt: skip
+        {
+            "family": "bn",
+            "layer": 3,
+            "module": "bn3",
+            "kind": "RM",
+            "decision": "keep",
+            "evidence": {"dice_drop": 5.0, "rmse": 0.1, "reason": "kept: must not count"},
+        }
+    ]
     plan = {
-        "target": target, "source": f"{source}-s{seed}", "arch": "pspnet",
-        "layer_counts": {"bn": 3, "conv": 0}, "thresholds": {}, "rule": "sweep",
-        "entries": entries, "share": {}, "non_reusable": {}, "provenance": {},
-    }  # fmt: skip
+        "target": target,
+        "source": f"{source}-s{seed}",
+        "arch": "pspnet",
+        "layer_counts": {"bn": 3, "conv": 0},
+        "thresholds": {},
+        "rule": "sweep",
+        "entries": entries,
+        "share": {},
+        "non_reusable": {},
+        "provenance": {},
+    }
     path = root / "plans" / f"{target}__{source}-s{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(plan))
@@ -563,14 +632,35 @@ def write_rmse(path: Path, pairs: Mapping[tuple[str, str], float], aligned: bool
     for (a, b), value in pairs.items():
         for layer in (1, 2, 3):
             for kind in ("RM", "RV"):
-                row = dict(model_a=a, model_b=b, family="bn", layer=layer, module=f"bn{layer}",
-                           head=False, kind=kind, status="compared", numel=8,
-                           rmse=value * layer)  # fmt: skip
+                row = dict(
+                    model_a=a,
+                    model_b=b,
+                    family="bn",
+                    layer=layer,
+                    module=f"bn{layer}",
+                    head=False,
+                    kind=kind,
+                    status="compared",
+                    numel=8,
+                    rmse=value * layer,
+                )
                 if aligned:
                     row["rmse_aligned"] = value * layer / 2
                 rows.append(row)
-        rows.append(dict(model_a=a, model_b=b, family="conv", layer=4, module="head", head=True,
-                         kind="W", status="compared", numel=8, rmse=100.0))  # fmt: skip
+        rows.append(
+            dict(
+                model_a=a,
+                model_b=b,
+                family="conv",
+                layer=4,
+                module="head",
+                head=True,
+                kind="W",
+                status="compared",
+                numel=8,
+                rmse=100.0,
+            )
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
@@ -616,11 +706,21 @@ def test_noise_floor_inconclusive_without_floor_aligned_or_seeds(tmp_path: Path)
 def test_summarised_network_floor_serves_every_model_of_the_network(tmp_path: Path) -> None:
     inputs = floor_inputs(tmp_path, 1.0)
     rows = [
-        dict(network="pspnet", family="bn", layer=layer, kind=kind, head=False, floor=0.1 * layer,
-             floor_low=0.05, floor_high=0.2, n_pairs=1, models="pspnet-seg-acdc")
+        dict(
+            network="pspnet",
+            family="bn",
+            layer=layer,
+            kind=kind,
+            head=False,
+            floor=0.1 * layer,
+            floor_low=0.05,
+            floor_high=0.2,
+            n_pairs=1,
+            models="pspnet-seg-acdc",
+        )
         for layer in (1, 2, 3)
         for kind in ("RM", "RV")
-    ]  # fmt: skip
+    ]
     summarised = tmp_path / "rmse" / "noise_floor.csv"
     summarised.write_text(provenance.csv_header({}) + pd.DataFrame(rows).to_csv(index=False))
     claim = only(evaluate(rmse=[*inputs["rmse"], summarised]), "rmse-exceeds")
@@ -642,11 +742,21 @@ FIG11 = ("pspnet-seg-t1", "pspnet-auto-t1", "pspnet-seg-acdc", "pspnet-auto-acdc
 def write_w_rmse(path: Path, pairs: Mapping[tuple[str, str], float]) -> Path:
     """Conv W RMSE of 3 conv layers per pair (value * layer), plus a head that must not count."""
     rows = [
-        dict(model_a=a, model_b=b, family="conv", layer=layer, module=f"c{layer}", head=layer == 4,
-             kind="W", status="compared", numel=9, rmse=100.0 if layer == 4 else value * layer)
+        dict(
+            model_a=a,
+            model_b=b,
+            family="conv",
+            layer=layer,
+            module=f"c{layer}",
+            head=layer == 4,
+            kind="W",
+            status="compared",
+            numel=9,
+            rmse=100.0 if layer == 4 else value * layer,
+        )
         for (a, b), value in pairs.items()
         for layer in (1, 2, 3, 4)
-    ]  # fmt: skip
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
@@ -725,14 +835,23 @@ def test_closest_source_needs_runs_and_rmse(tmp_path: Path) -> None:
 # --- BN scale/shift hypotheses ---------------------------------------------------------------
 
 
-def write_bnstats(root: Path, network: str, seed: int, mrm: float, mrb: float, mrv: float,
-                  mrw: float) -> Path:  # fmt: skip
+def write_bnstats(
+    root: Path, network: str, seed: int, mrm: float, mrb: float, mrv: float, mrw: float
+) -> Path:
     name = f"{network}-seg-acdc-s{seed}__{network}-auto-acdc-s{seed}.csv"
     rows = [
-        dict(layer=layer, module=f"bn{layer}", channels=8, MRM=mrm * layer, MRV=mrv, MRW=mrw,
-             MRB=mrb * layer, mrw_note="")
+        dict(
+            layer=layer,
+            module=f"bn{layer}",
+            channels=8,
+            MRM=mrm * layer,
+            MRV=mrv,
+            MRW=mrw,
+            MRB=mrb * layer,
+            mrw_note="",
+        )
         for layer in (1, 2, 3)
-    ]  # fmt: skip
+    ]
     path = root / "bnstats" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(provenance.csv_header({}) + pd.DataFrame(rows).to_csv(index=False))
@@ -795,33 +914,57 @@ def test_claims_written_with_provenance_and_byte_identical_on_rerun(tmp_path: Pa
     assert text.startswith("<!-- provenance: ")
     record = json.loads(text.splitlines()[0][len("<!-- provenance: ") : -len(" -->")])
     assert record["inputs"][str(sweeps[0])] == sha256_file(sweeps[0])
-    assert "| claim | whose | the paper's evidence | our estimate | interval | seeds | verdict |" in text
+    assert (
+        "| claim | whose | the paper's evidence | our estimate | interval | seeds | verdict |"
+        in text
+    )
     assert all(f"### {c.id}: " in text for c in claims)
 
     assert provenance.read_csv_provenance(csv) == record
     table = pd.read_csv(csv, comment="#")
     assert list(table["id"]) == [c.id for c in claims]
     assert set(table["verdict"]) <= {"holds", "does not hold", "inconclusive"}
-    assert {"estimate", "ci_low", "ci_high", "n_seeds", "degenerate", "reason", "scope",
-            "paper_evidence", "interval_says"} <= set(table.columns)  # fmt: skip
+    assert {
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "n_seeds",
+        "degenerate",
+        "reason",
+        "scope",
+        "paper_evidence",
+        "interval_says",
+    } <= set(table.columns)
 
 
 def test_claim_set_matches_the_paper_and_labels_ours() -> None:
     claims = evaluate()
     families = {c.id.split("[")[0]: c.scope for c in claims}
     paper = {
-        "reuse-not-necessarily-better", "t1-auto-reuse-beats-scratch",
-        "t1-auto-transfers-better-than-t1-seg", "closest-source-helps-most",
-        "closest-pair-t1-auto-acdc-seg", "large-rmse-involve-t1-seg", "rm-rv-matter-more",
-        "conv-weight-sensitive-bias-not", "rm1-not-reusable", "reuse-affects-unet-more",
-        "unet-mrm-far-above-mrb", "unet-mrv-far-above-mrw", "pspnet-mrm-near-mrb",
+        "reuse-not-necessarily-better",
+        "t1-auto-reuse-beats-scratch",
+        "t1-auto-transfers-better-than-t1-seg",
+        "closest-source-helps-most",
+        "closest-pair-t1-auto-acdc-seg",
+        "large-rmse-involve-t1-seg",
+        "rm-rv-matter-more",
+        "conv-weight-sensitive-bias-not",
+        "rm1-not-reusable",
+        "reuse-affects-unet-more",
+        "unet-mrm-far-above-mrb",
+        "unet-mrv-far-above-mrw",
+        "pspnet-mrm-near-mrb",
         "pspnet-mrv-near-mrw",
-    }  # fmt: skip
+    }
     ours = {
-        "finetune-beats-freeze", "selffer-beats-source-freeze", "sweep-predicts-reuse",
-        "source-beats-reinit", "source-beats-rerandom", "rmse-exceeds-noise-floor",
+        "finetune-beats-freeze",
+        "selffer-beats-source-freeze",
+        "sweep-predicts-reuse",
+        "source-beats-reinit",
+        "source-beats-rerandom",
+        "rmse-exceeds-noise-floor",
         "aligned-rmse-exceeds-noise-floor",
-    }  # fmt: skip
+    }
     assert {f for f, scope in families.items() if scope == "paper"} == paper
     assert {f for f, scope in families.items() if scope == "not in the paper"} == ours
     assert "first-bn-running-mean-matters-most" not in families

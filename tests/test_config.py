@@ -19,7 +19,19 @@ def test_shipped_configs_validate(name):
 
 def test_defaults_are_filled_in_nested_sections(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"datasets": {"x": {"format": "acdc", "root": "r", "split": {"method": "random", "n_train": 1, "n_val": 1}}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": {
+                    "x": {
+                        "format": "acdc",
+                        "root": "r",
+                        "split": {"method": "random", "n_train": 1, "n_val": 1},
+                    }
+                }
+            }
+        )
+    )
     config = load_config(path)
     assert config["prepare"]["normalize"] == "zscore"
     assert config["phantoms"]["acdc"]["n_patients"] == 100
@@ -46,12 +58,17 @@ def test_wrong_type_is_refused(tmp_path):
 
 
 def test_label_map_outside_class_space_is_refused(tmp_path):
-    msg = _error(tmp_path, "datasets: {a: {format: acdc, root: r, label_map: {1: 7}, split: {method: folder}}}\n")
+    msg = _error(
+        tmp_path,
+        "datasets: {a: {format: acdc, root: r, label_map: {1: 7}, split: {method: folder}}}\n",
+    )
     assert "label_map" in msg
 
 
 def test_unknown_format_and_bad_yaml(tmp_path):
-    assert "format" in _error(tmp_path, "datasets: {a: {format: dicomdir, root: r, split: {method: folder}}}\n")
+    assert "format" in _error(
+        tmp_path, "datasets: {a: {format: dicomdir, root: r, split: {method: folder}}}\n"
+    )
     assert "YAML" in _error(tmp_path, "prepare: [unclosed\n")
 
 
@@ -127,13 +144,17 @@ def test_site_file_naming_an_unknown_key_is_one_line_naming_it(tmp_path):
     assert message.startswith(f"{site}: config key datasets.acdc: unknown key")
     assert "'rooot'" in message and "\n" not in message
 
-    with pytest.raises(PrrmseError, match=r"site\.yaml: config key <top level>: unknown key .*'cluster'"):
+    with pytest.raises(
+        PrrmseError, match=r"site\.yaml: config key <top level>: unknown key .*'cluster'"
+    ):
         load_config(_paper_copy(tmp_path, {"cluster": {"partition": "gpu"}}))
 
 
 def test_site_file_errors_name_the_right_file(tmp_path):
     config = _paper_copy(tmp_path, {"train": {"epochs": "many"}})
-    with pytest.raises(PrrmseError, match=r"^.*/config/site\.yaml: config key train\.epochs: 'many'"):
+    with pytest.raises(
+        PrrmseError, match=r"^.*/config/site\.yaml: config key train\.epochs: 'many'"
+    ):
         load_config(config)
     # a fault of the tracked file is the tracked file's, whatever the site file sets
     text = PAPER.read_text().replace("  epochs: 50", "  epoch: 50")
@@ -141,8 +162,11 @@ def test_site_file_errors_name_the_right_file(tmp_path):
     (config.parent / "site.yaml").write_text(yaml.safe_dump(SITE))
     with pytest.raises(PrrmseError, match=r"/config/paper\.yaml: config key train: unknown key"):
         load_config(config)
-    for bad, words in (("- a\n- b\n", "site file must be a mapping"), ("site: other.yaml\n", "cannot name another"),
-                       ("train: {epochs: [\n", "not valid YAML")):  # fmt: skip
+    for bad, words in (
+        ("- a\n- b\n", "site file must be a mapping"),
+        ("site: other.yaml\n", "cannot name another"),
+        ("train: {epochs: [\n", "not valid YAML"),
+    ):
         (config.parent / "site.yaml").write_text(bad)
         config.write_text(PAPER.read_text())
         with pytest.raises(PrrmseError, match=words) as info:
@@ -171,10 +195,25 @@ def test_snakemake_jobs_read_the_site_roots(tmp_path):
     root.mkdir(parents=True)
     _paper_copy(tmp_path, {"datasets": {"acdc": {"root": str(root)}}})
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "data/processed/acdc", "-n", "-p", "--cores", "1",
-         "-s", str(ROOT / "Snakefile"), "--configfile", "config/paper.yaml"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "data/processed/acdc",
+            "-n",
+            "-p",
+            "--cores",
+            "1",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--configfile",
+            "config/paper.yaml",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-2000:]
     assert f"input: {root}" in output
@@ -191,16 +230,25 @@ def test_dvc_params_track_the_site_file_too(tmp_path):
     site = site_params_file(tmp_path, "config/paper.yaml", raw)
     assert site == ("config/site.yaml", SITE)
     job = Job(
-        rule="prepare", wildcards=[("dataset", "acdc")], inputs=["/data/ACDC/database"],
-        outputs=["data/processed/acdc"], directories={"data/processed/acdc"}, logs=["logs/prepare/acdc.log"],
+        rule="prepare",
+        wildcards=[("dataset", "acdc")],
+        inputs=["/data/ACDC/database"],
+        outputs=["data/processed/acdc"],
+        directories={"data/processed/acdc"},
+        logs=["logs/prepare/acdc.log"],
         shellcmd="prrmse prepare --config config/paper.yaml --dataset acdc --out data/processed/acdc",
-    )  # fmt: skip
+    )
     assert build_stage(job, raw, "config/paper.yaml", site)["params"] == [
         {"config/paper.yaml": ["datasets.acdc", "prepare"]},
         {"config/site.yaml": ["datasets.acdc"]},
     ]
-    rvsc = Job(**{**job.__dict__, "wildcards": [("dataset", "rvsc")],
-                  "shellcmd": job.shellcmd.replace("acdc", "rvsc")})  # fmt: skip
+    rvsc = Job(
+        **{
+            **job.__dict__,
+            "wildcards": [("dataset", "rvsc")],
+            "shellcmd": job.shellcmd.replace("acdc", "rvsc"),
+        }
+    )
     assert build_stage(rvsc, raw, "config/paper.yaml", site)["params"] == [
         {"config/paper.yaml": ["datasets.rvsc", "prepare"]}
     ]

@@ -22,11 +22,39 @@ ROOT = e2e.ROOT
 TINY = e2e.TINY
 # flags a verb may receive: paths, identifiers from wildcards, threads; never a config value
 ALLOWED_FLAGS = {
-    "--config", "--dataset", "--model", "--data", "--out", "--threads", "--target", "--source",
-    "--models", "--sweep", "--rmse", "--number", "--inputs", "--kind", "--caption", "--plan", "--run",
-    "--runs", "--ideal", "--patients-csv", "--patients", "--floor", "--input", "--controls", "--sweeps",
-    "--noise-floor", "--plans", "--table1", "--csv", "--bnstats", "--network", "--shared-encoder",
-}  # fmt: skip
+    "--config",
+    "--dataset",
+    "--model",
+    "--data",
+    "--out",
+    "--threads",
+    "--target",
+    "--source",
+    "--models",
+    "--sweep",
+    "--rmse",
+    "--number",
+    "--inputs",
+    "--kind",
+    "--caption",
+    "--plan",
+    "--run",
+    "--runs",
+    "--ideal",
+    "--patients-csv",
+    "--patients",
+    "--floor",
+    "--input",
+    "--controls",
+    "--sweeps",
+    "--noise-floor",
+    "--plans",
+    "--table1",
+    "--csv",
+    "--bnstats",
+    "--network",
+    "--shared-encoder",
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +87,44 @@ def test_one_stage_per_job(jobs, stages):
     assert len(stages) == len(jobs)
     assert {dvcgen.stage_name(job) for job in jobs} == set(stages)
     # the tiny config keeps the whole study: every kind of job is there
-    assert {job.rule for job in jobs} >= {"phantoms", "prepare", "train", "sweep", "bnstats", "rmse_pair",
-                                          "rmse_group", "plan", "figure", "table_baseline", "table_plans", "reuse", "table1",
-                                          "rmse_to_ideal", "figure_reuse"}  # fmt: skip
+    assert {job.rule for job in jobs} >= {
+        "phantoms",
+        "prepare",
+        "train",
+        "sweep",
+        "bnstats",
+        "rmse_pair",
+        "rmse_group",
+        "plan",
+        "figure",
+        "table_baseline",
+        "table_plans",
+        "reuse",
+        "table1",
+        "rmse_to_ideal",
+        "figure_reuse",
+    }
 
 
 def test_job_count_matches_snakemake_cli(stages):
     """An independent count: `snakemake -n --forceall` lists the same jobs (plus `all`)."""
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--forceall", "--configfile", str(TINY), "--quiet", "rules"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--forceall",
+            "--configfile",
+            str(TINY),
+            "--quiet",
+            "rules",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.MULTILINE))
     total = int(counts.pop("total"))
     assert total - int(counts.get("all", 0)) == len(stages)
@@ -110,16 +165,37 @@ def test_dvc_edges_match_snakemake_dependencies(jobs, stages):
 
 
 def test_params_keys_exist_in_the_config_file(stages, tiny_config):
-    expected = {"phantoms": {"phantoms.seed"}, "prepare": {"prepare"}, "train": {"train"},
-                "sweep": {"analysis.sweep"}, "plan": {"analysis.plan.rule", "analysis.plan.max_rel_rmse_w", "networks.pspnet"},
-                "reuse": {"train", "networks.pspnet", "reuse.frozen_bn"},
-                "shared_encoder": {"encoders.pspnet", "networks.pspnet", "train", "phantoms.seed",
-                                   "phantoms.acdc", "prepare"},
-                "sweep_controls": {"analysis.sweep", "analysis.controls"},
-                "cka": {"analysis.cka", "analysis.sweep.device"}, "table1": {"analysis.bootstrap"},
-                "claims": {"analysis.bootstrap", "analysis.plan"}, "qc": {"qc"},
-                **dict.fromkeys(["summarise_sweep", "summarise_controls", "summarise_pair", "summarise_group",
-                                 "summarise_rmse_to_ideal"], {"analysis.bootstrap"})}  # fmt: skip
+    expected = {
+        "phantoms": {"phantoms.seed"},
+        "prepare": {"prepare"},
+        "train": {"train"},
+        "sweep": {"analysis.sweep"},
+        "plan": {"analysis.plan.rule", "analysis.plan.max_rel_rmse_w", "networks.pspnet"},
+        "reuse": {"train", "networks.pspnet", "reuse.frozen_bn"},
+        "shared_encoder": {
+            "encoders.pspnet",
+            "networks.pspnet",
+            "train",
+            "phantoms.seed",
+            "phantoms.acdc",
+            "prepare",
+        },
+        "sweep_controls": {"analysis.sweep", "analysis.controls"},
+        "cka": {"analysis.cka", "analysis.sweep.device"},
+        "table1": {"analysis.bootstrap"},
+        "claims": {"analysis.bootstrap", "analysis.plan"},
+        "qc": {"qc"},
+        **dict.fromkeys(
+            [
+                "summarise_sweep",
+                "summarise_controls",
+                "summarise_pair",
+                "summarise_group",
+                "summarise_rmse_to_ideal",
+            ],
+            {"analysis.bootstrap"},
+        ),
+    }
     for name, stage in stages.items():
         rule = name.split("--")[0]
         params = stage.get("params", [])
@@ -361,8 +437,19 @@ def _toy(tmp_path: Path, cache_type: str = "reflink,hardlink,symlink,copy") -> t
 def _run_toy(repo: Path, env: dict) -> None:
     e2e.run([*e2e.SNAKEMAKE, "--cores", "1"], repo, env)
     # Snakemake's order of the times, kept apart by more than the file system's resolution
-    for age, rel in enumerate(["logs/c.log", "out/c.txt", "logs/b.log", "out/b.txt", "out/d",
-                               "out/d/x.txt", "logs/d.log", "logs/a.log", "out/a.txt"]):  # fmt: skip
+    for age, rel in enumerate(
+        [
+            "logs/c.log",
+            "out/c.txt",
+            "logs/b.log",
+            "out/b.txt",
+            "out/d",
+            "out/d/x.txt",
+            "logs/d.log",
+            "logs/a.log",
+            "out/a.txt",
+        ]
+    ):
         stamp = 1_700_000_000 - 100 * age
         os.utime(repo / rel, (stamp, stamp))
 
@@ -455,8 +542,11 @@ def test_snakemake_refuses_config_overrides():
     # (snakemake's own parser already rejects a one-letter key such as x=1)
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", str(TINY), "--config", "lr=0.1"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode != 0
     assert "--config overrides are not supported" in result.stdout + result.stderr
 
@@ -495,8 +585,17 @@ def test_dvc_repro_end_to_end(tiny_run):
 
     forced = _one_stage_per_rule(repo)
     assert {name.split("--")[0] for name in forced} >= {
-        "phantoms", "prepare", "train", "sweep", "rmse_pair", "plan", "reuse", "figure", "table1", "claims",
-    }  # fmt: skip
+        "phantoms",
+        "prepare",
+        "train",
+        "sweep",
+        "rmse_pair",
+        "plan",
+        "reuse",
+        "figure",
+        "table1",
+        "claims",
+    }
     result, tiny_run.timings["dvc repro --force, one stage per rule"] = e2e.timed(
         [*e2e.DVC, "repro", "--force", "--single-item", *forced], repo, env, e2e.REPRO_TIMEOUT_S
     )
@@ -549,7 +648,9 @@ def test_dvc_push_then_pull_into_a_fresh_clone(tiny_run, tmp_path):
     remote = tmp_path / "remote"
     e2e.run([*e2e.DVC, "remote", "add", "--default", "--force", "e2e", str(remote)], repo, env)
     e2e.run(["git", "add", "dvc.lock", ".dvc/config"], repo, env)
-    e2e.run([*e2e.GIT, "commit", "-qm", "dvc.lock and a local DVC remote for the round trip"], repo, env)
+    e2e.run(
+        [*e2e.GIT, "commit", "-qm", "dvc.lock and a local DVC remote for the round trip"], repo, env
+    )
     _, tiny_run.timings["dvc push"] = e2e.timed([*e2e.DVC, "push"], repo, env)
     assert any(remote.rglob("*")), "dvc push wrote nothing"
 

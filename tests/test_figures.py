@@ -38,10 +38,20 @@ def sweep_table(net: dict) -> pd.DataFrame:
     """Deterministic Dice: replacing RM 1, 17 or W 1, 6 wrecks the foreground; class 1 is
     undefined (NaN) after replacing RV 3."""
     rows = [
-        dict(family="baseline", layer=0, module="", head=False, kind="", status="baseline",
-             **{"class": c}, dice=d, baseline_dice=d, difference=0.0)
+        dict(
+            family="baseline",
+            layer=0,
+            module="",
+            head=False,
+            kind="",
+            status="baseline",
+            **{"class": c},
+            dice=d,
+            baseline_dice=d,
+            difference=0.0,
+        )
         for c, d in enumerate(BASELINE)
-    ]  # fmt: skip
+    ]
     layers = [("bn", n, False) for n in range(1, net["bn"] + 1)]
     layers += [("conv", n, n == net["conv"] + 1) for n in range(1, net["conv"] + 2)]
     for family, layer, head in layers:
@@ -51,18 +61,37 @@ def sweep_table(net: dict) -> pd.DataFrame:
             for cls, base in enumerate(BASELINE):
                 dice = base - (0.6 if hit and cls else 0.01 * (layer % 3))
                 dice = np.nan if absent or (kind, layer, cls) == ("RV", 3, 1) else dice
-                rows.append(dict(family=family, layer=layer, module=f"m{family}{layer}",
-                                 head=head, kind=kind, status="absent" if absent else "replaced",
-                                 **{"class": cls}, dice=dice, baseline_dice=base,
-                                 difference=dice - base))  # fmt: skip
+                rows.append(
+                    dict(
+                        family=family,
+                        layer=layer,
+                        module=f"m{family}{layer}",
+                        head=head,
+                        kind=kind,
+                        status="absent" if absent else "replaced",
+                        **{"class": cls},
+                        dice=dice,
+                        baseline_dice=base,
+                        difference=dice - base,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
 def bnstats_table(net: dict) -> pd.DataFrame:
     layers = np.arange(1, net["bn"] + 1)
-    table = pd.DataFrame({"layer": layers, "module": [f"bn{n}" for n in layers], "channels": 8,
-                          "MRM": 0.1 + 0.05 * (layers % 4), "MRV": 1 + 0.1 * np.sin(layers),
-                          "MRW": 1 + 0.2 * np.cos(layers), "MRB": 0.02 * layers, "mrw_note": ""})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "layer": layers,
+            "module": [f"bn{n}" for n in layers],
+            "channels": 8,
+            "MRM": 0.1 + 0.05 * (layers % 4),
+            "MRV": 1 + 0.1 * np.sin(layers),
+            "MRW": 1 + 0.2 * np.cos(layers),
+            "MRB": 0.02 * layers,
+            "mrw_note": "",
+        }
+    )
     table.loc[table["layer"] == 5, ["MRW", "mrw_note"]] = [
         np.nan,
         "undefined: target weight 0 in 1 channels",
@@ -79,15 +108,27 @@ def rmse_table(net: dict, models: list[str]) -> pd.DataFrame:
             for kind in BN_KINDS if family == "bn" else CONV_KINDS:
                 absent = kind == "B" and layer not in net["b_present"]
                 rmse = np.nan if absent else 0.01 * (number + 1) * (1 + layer % 5)
-                rows.append(dict(model_a=a, model_b=b, family=family, layer=layer,
-                                 module=f"m{family}{layer}", head=head, kind=kind,
-                                 status="absent" if absent else "compared",
-                                 numel=pd.NA if absent else 9, rmse=rmse))  # fmt: skip
+                rows.append(
+                    dict(
+                        model_a=a,
+                        model_b=b,
+                        family=family,
+                        layer=layer,
+                        module=f"m{family}{layer}",
+                        head=head,
+                        kind=kind,
+                        status="absent" if absent else "compared",
+                        numel=pd.NA if absent else 9,
+                        rmse=rmse,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
-PAIR = {"target": "results/models/pspnet-seg-acdc-s0/model.safetensors",
-        "source": "results/models/pspnet-auto-t1-s0/model.safetensors"}  # fmt: skip
+PAIR = {
+    "target": "results/models/pspnet-seg-acdc-s0/model.safetensors",
+    "source": "results/models/pspnet-auto-t1-s0/model.safetensors",
+}
 GROUP = ["pspnet-seg-t1-s0", "pspnet-auto-t1-s0", "pspnet-seg-acdc-s0", "pspnet-auto-acdc-s0"]
 
 
@@ -118,8 +159,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     for name, net in (("unet", UNET), ("pspnet", PSPNET)):
         root = tmp_path_factory.mktemp(name)
         inputs = write_inputs(root / "in", net)
-        figures = {plot.__name__: plot(inputs[key], root / "out" / plot.__name__)
-                   for plot, key in PLOTTERS.items()}  # fmt: skip
+        figures = {
+            plot.__name__: plot(inputs[key], root / "out" / plot.__name__)
+            for plot, key in PLOTTERS.items()
+        }
         result[name] = {"inputs": inputs, "out": root / "out", "figures": figures}
     return result
 
@@ -213,9 +256,13 @@ def test_rmse_matrix_is_symmetric_mean_of_w() -> None:
 
 def test_short_names() -> None:
     assert short_names(["unet-seg-acdc-n10-s0", "unet-auto-t1-s1"]) == {
-        "unet-seg-acdc-n10-s0": "ACDC seg n10 s0", "unet-auto-t1-s1": "T1 auto s1"}  # fmt: skip
+        "unet-seg-acdc-n10-s0": "ACDC seg n10 s0",
+        "unet-auto-t1-s1": "T1 auto s1",
+    }
     assert short_names(["pspnet-seg-acdc-s0", "other"]) == {
-        "pspnet-seg-acdc-s0": "pspnet-seg-acdc-s0", "other": "other"}  # fmt: skip
+        "pspnet-seg-acdc-s0": "pspnet-seg-acdc-s0",
+        "other": "other",
+    }
 
 
 def test_make_figure_dispatches_by_number(rendered: dict, tmp_path: Path) -> None:

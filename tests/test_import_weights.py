@@ -24,8 +24,15 @@ from prrmse.start import FILE, INDEPENDENT, resolve_start
 from prrmse.start_model import build_start
 
 # the encoder at full ResNet-18 size; a small pyramid and bottleneck keep the build cheap
-OPTIONS = {"in_channels": 1, "classes": 4, "conv_bias": True, "ppm_channels": 8,
-           "bottleneck_channels": 16, "output_stride": 8, "encoder_width": 64}  # fmt: skip
+OPTIONS = {
+    "in_channels": 1,
+    "classes": 4,
+    "conv_bias": True,
+    "ppm_channels": 8,
+    "bottleneck_channels": 16,
+    "output_stride": 8,
+    "encoder_width": 64,
+}
 NETWORK = {"arch": "pspnet", "options": OPTIONS}
 
 
@@ -132,7 +139,10 @@ def _refused(pth: Path, tmp_path: Path, network: dict = NETWORK) -> str:
     [
         (lambda s: s.pop("layer4.1.bn2.running_var"), ("missing layer4.1.bn2.running_var",)),
         (lambda s: s.update(extra=torch.zeros(2)), ("unexpected extra",)),
-        (lambda s: s.update({"layer2.0.conv1.weight": torch.zeros(128, 64, 1, 1)}), ("layer2.0.conv1.weight", "shape")),
+        (
+            lambda s: s.update({"layer2.0.conv1.weight": torch.zeros(128, 64, 1, 1)}),
+            ("layer2.0.conv1.weight", "shape"),
+        ),
         (lambda s: s.update({"bn1.weight": s["bn1.weight"].half()}), ("bn1.weight", "float16")),
         (lambda s: s["layer1.0.conv1.weight"].view(-1)[0].fill_(float("nan")), ("NaN",)),
         (lambda s: s.update(epoch=3), ("entry 'epoch' is a int, not a tensor",)),
@@ -165,7 +175,10 @@ def test_another_architecture_is_refused(tmp_path):
         ({"conv1.weight": NotATensor()}, ("torch.load(weights_only=True) refused", "NotATensor")),
         ({"conv1.weight": print}, ("torch.load(weights_only=True) refused", "print")),
         ([torch.zeros(1)], ("holds a list, not a state dict",)),
-        ({"state_dict": {"conv1.weight": torch.zeros(1)}}, ("entry 'state_dict' is a dict", "model.state_dict()")),
+        (
+            {"state_dict": {"conv1.weight": torch.zeros(1)}},
+            ("entry 'state_dict' is a dict", "model.state_dict()"),
+        ),
     ],
     ids=["class-instance", "function", "list", "nested-checkpoint"],
 )
@@ -222,19 +235,37 @@ def test_cli_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys):
 
     config = _config(tmp_path, "independent")
     assert main(["import-weights", "--config", str(config), "--pth", str(pth)]) == 1
-    assert "networks.pspnet.start.encoder: is 'independent', not a file: pass --out" in capsys.readouterr().err
+    assert (
+        "networks.pspnet.start.encoder: is 'independent', not a file: pass --out"
+        in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(("output_stride", "in_channels"), [(16, 1), (32, 3)])
-def test_dilation_changes_no_shape_and_an_rgb_stem_is_kept(weights, tmp_path, output_stride, in_channels):
+def test_dilation_changes_no_shape_and_an_rgb_stem_is_kept(
+    weights, tmp_path, output_stride, in_channels
+):
     """output_stride dilates layer3/4 without changing a tensor: any stride imports; a
     3-channel network takes torchvision's stem as it is."""
     pth, state = weights
-    options = {**OPTIONS, "output_stride": output_stride, "in_channels": in_channels, "conv_bias": False}
-    network = {"arch": "pspnet", "options": options, "start": {"encoder": str(tmp_path / "e.safetensors")}}
+    options = {
+        **OPTIONS,
+        "output_stride": output_stride,
+        "in_channels": in_channels,
+        "conv_bias": False,
+    }
+    network = {
+        "arch": "pspnet",
+        "options": options,
+        "start": {"encoder": str(tmp_path / "e.safetensors")},
+    }
     import_resnet18(pth, network, tmp_path / "e.safetensors", "pspnet")
     spec = parse_model_name("pspnet-seg-acdc-s1")
     encoder = build_start(network, resolve_start(network, spec)).encoder.state_dict()
-    stem = state["conv1.weight"] if in_channels == 3 else state["conv1.weight"].sum(dim=1, keepdim=True)
+    stem = (
+        state["conv1.weight"]
+        if in_channels == 3
+        else state["conv1.weight"].sum(dim=1, keepdim=True)
+    )
     assert torch.equal(encoder["conv1.weight"], stem)
     assert torch.equal(encoder["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])

@@ -39,8 +39,21 @@ from tests.e2e_runs import (
 
 SEED = 20190601
 # each entry aims one kill; a rule's rank is its first position here
-TARGETS = ("phantoms", "prepare", "train", "train", "sweep", "rmse_pair", "plan", "reuse", "reuse",
-           "figure", "table1", "rmse_to_ideal", "figure_reuse")  # fmt: skip
+TARGETS = (
+    "phantoms",
+    "prepare",
+    "train",
+    "train",
+    "sweep",
+    "rmse_pair",
+    "plan",
+    "reuse",
+    "reuse",
+    "figure",
+    "table1",
+    "rmse_to_ideal",
+    "figure_reuse",
+)
 RANK = {rule: TARGETS.index(rule) for rule in TARGETS}
 MIN_KILLS = 10
 DELAY_S = (0.3, 6.0)
@@ -135,9 +148,14 @@ def _attempt(repo: Path, target: str, delay: float, deadline: float) -> Attempt:
     attempt = Attempt(target, delay)
     began = time.perf_counter()
     process = subprocess.Popen(
-        snakemake_cmd("--rerun-incomplete"), cwd=repo, env=workflow_env(repo), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+        snakemake_cmd("--rerun-incomplete"),
+        cwd=repo,
+        env=workflow_env(repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     log = _SnakemakeLog(process.stdout)
     try:
         fire_at = None
@@ -187,8 +205,11 @@ def test_killed_workflow_resumes_to_identical_bytes():
 
     kills = [a for a in attempts if a.killed]
     by_rule = collections.Counter(job.split("[")[0] for a in kills for job in a.running)
-    report = [f"kill {n}: aimed at {a.target} +{a.delay:.2f} s after {a.seconds:.0f} s; running: "
-              f"{', '.join(a.running) or '(none: between jobs)'}" for n, a in enumerate(kills, 1)]  # fmt: skip
+    report = [
+        f"kill {n}: aimed at {a.target} +{a.delay:.2f} s after {a.seconds:.0f} s; running: "
+        f"{', '.join(a.running) or '(none: between jobs)'}"
+        for n, a in enumerate(kills, 1)
+    ]
     print("\n" + "\n".join(report))
     print(f"kills per rule running at the time: {dict(sorted(by_rule.items()))}")
     print(

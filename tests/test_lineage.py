@@ -220,8 +220,15 @@ def test_package_resources_are_checked_through_dvc_lock_too(tmp_path):
     from prrmse import paper
 
     _resource_table(tmp_path, sha256_file(paper.TABLE1_CSV))
-    lock = {"stages": {"table1": {"cmd": "prrmse table1", "deps": [],
-                                  "outs": [_entry(tmp_path, "results/table1.csv")]}}}  # fmt: skip
+    lock = {
+        "stages": {
+            "table1": {
+                "cmd": "prrmse table1",
+                "deps": [],
+                "outs": [_entry(tmp_path, "results/table1.csv")],
+            }
+        }
+    }
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     tree = lin.lineage(Path("results/table1.csv"), root=tmp_path)
     assert tree["origin"] == "dvc.lock" and tree["trusted"]
@@ -247,8 +254,16 @@ def test_file_inside_a_directory_out(tmp_path):
     (root / "data/raw/acdc/p1/a.txt").write_text("a\n")
     (root / "data/raw/acdc/b.txt").write_text("b\n")
     out = _entry(root, "data/raw/acdc")
-    lock = {"stages": {"phantoms--acdc": {"cmd": "prrmse phantoms", "deps": [], "outs": [out],
-                                           "params": {"c.yaml": {"phantoms.seed": 1}}}}}  # fmt: skip
+    lock = {
+        "stages": {
+            "phantoms--acdc": {
+                "cmd": "prrmse phantoms",
+                "deps": [],
+                "outs": [out],
+                "params": {"c.yaml": {"phantoms.seed": 1}},
+            }
+        }
+    }
     (root / "dvc.lock").write_text(yaml.safe_dump(lock))
     node = lin.lineage(Path("data/raw/acdc/p1/a.txt"), root=root)
     assert node["within"] == "data/raw/acdc" and node["status"] == "ok" and node["type"] == "file"
@@ -334,8 +349,13 @@ def test_provenance_from_png_and_pdf(tmp_path):
 
 
 def test_provenance_from_safetensors(tmp_path):
-    record = {"kind": "model", "name": "unet-seg-acdc-s4", "seed": 4, "config": {"train": {"lr": 0.1}},
-              "provenance": provenance.stamp(device="cpu (y)")}  # fmt: skip
+    record = {
+        "kind": "model",
+        "name": "unet-seg-acdc-s4",
+        "seed": 4,
+        "config": {"train": {"lr": 0.1}},
+        "provenance": provenance.stamp(device="cpu (y)"),
+    }
     save_tensors(tmp_path / "m.safetensors", {"w": torch.zeros(2)}, record)
     stamp = lin.read_provenance(tmp_path / "m.safetensors")
     assert (
@@ -389,8 +409,12 @@ def test_stamps_lead_from_a_checkpoint_to_the_raw_files(tmp_path):
     (data / "meta.json").write_text(
         json.dumps({"root": "data/raw/acdc", "provenance": provenance.stamp()})
     )
-    record = {"kind": "model", "seed": 1, "provenance": provenance.stamp(device="cpu"),
-              "data": {"dir": "data/processed/acdc", "index_sha256": sha256_file(data / "index.csv")}}  # fmt: skip
+    record = {
+        "kind": "model",
+        "seed": 1,
+        "provenance": provenance.stamp(device="cpu"),
+        "data": {"dir": "data/processed/acdc", "index_sha256": sha256_file(data / "index.csv")},
+    }
     save_tensors(tmp_path / "results/models/m/model.safetensors", {"w": torch.zeros(1)}, record)
 
     tree = lin.lineage(Path("results/models/m/model.safetensors"), root=tmp_path)
@@ -484,7 +508,11 @@ def test_lineage_of_fig03_from_a_finished_tiny_run():
             yield from nodes(child)
 
     found = {node["path"]: node for node in nodes(tree)}
-    assert {"results/models/unet-seg-acdc-s1/model.safetensors", "data/processed/acdc",
-            "data/raw/acdc", "src/prrmse"} <= set(found)  # fmt: skip
+    assert {
+        "results/models/unet-seg-acdc-s1/model.safetensors",
+        "data/processed/acdc",
+        "data/raw/acdc",
+        "src/prrmse",
+    } <= set(found)
     assert found["data/raw/acdc"]["raw_files"]["count"] > 0
     assert found["results/models/unet-seg-acdc-s1/model.safetensors"]["summary"]["seed"] == 1

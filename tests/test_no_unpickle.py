@@ -296,15 +296,49 @@ def test_a_small_study_runs_without_unpickling(tmp_path):
                 1,
             )
         checkpoints = (seg / "model.safetensors", auto / "model.safetensors")
-        _cli("sweep", "--config", config_path, "--target", checkpoints[0], "--source", checkpoints[1],
-             "--data", data, "--out", sweep, "--threads", 1)  # fmt: skip
+        _cli(
+            "sweep",
+            "--config",
+            config_path,
+            "--target",
+            checkpoints[0],
+            "--source",
+            checkpoints[1],
+            "--data",
+            data,
+            "--out",
+            sweep,
+            "--threads",
+            1,
+        )
         _cli("bnstats", "--target", checkpoints[0], "--source", checkpoints[1], "--out", bnstats)
         _cli("rmse", "--models", *checkpoints, "--out", rmse)
-        _cli("plan", "--config", config_path, "--sweep", sweep, "--rmse", rmse,
-             "--target", "unet-seg-acdc-s1", "--source", "unet-auto-acdc-s1", "--out", plan)  # fmt: skip
+        _cli(
+            "plan",
+            "--config",
+            config_path,
+            "--sweep",
+            sweep,
+            "--rmse",
+            rmse,
+            "--target",
+            "unet-seg-acdc-s1",
+            "--source",
+            "unet-auto-acdc-s1",
+            "--out",
+            plan,
+        )
         _cli("table", "--kind", "plans", "--inputs", plan, "--out", out / "tables" / "plans")
-        _cli("table", "--kind", "baseline", "--inputs", seg / "metrics.json", auto / "metrics.json",
-             "--out", out / "tables" / "baseline")  # fmt: skip
+        _cli(
+            "table",
+            "--kind",
+            "baseline",
+            "--inputs",
+            seg / "metrics.json",
+            auto / "metrics.json",
+            "--out",
+            out / "tables" / "baseline",
+        )
         _cli("figure", "--number", "05", "--inputs", bnstats, "--out", out / "figures" / "fig05")
 
         tensors, record = load_tensors(checkpoints[0])

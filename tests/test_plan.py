@@ -145,9 +145,13 @@ def test_rmse_and_both_rules_judge_conv_weights_by_relative_rmse() -> None:
     assert decisions(loose_both)[("conv", 1, "W")] == "keep"
     # with the source as model a, the target's scale is rms_b: 0.05 / 0.2 = 0.25
     swapped = make_plan(
-        sweep_table(), rmse_table(), THRESHOLDS, "rmse", target_rms="rms_b",
+        sweep_table(),
+        rmse_table(),
+        THRESHOLDS,
+        "rmse",
+        target_rms="rms_b",
         calibration=calibration(0.3),
-    )  # fmt: skip
+    )
     assert decisions(swapped)[("conv", 1, "W")] == "reuse"
     # a target W without scale cannot be judged close: kept, and the reason says why
     zero = rmse_table()
@@ -173,9 +177,12 @@ def test_bad_rule_thresholds_and_layer_sets_are_refused() -> None:
         make_plan(sweep_table(), rmse_table(), THRESHOLDS, "both", calibration=calibration(0.6))
     with pytest.raises(PrrmseError, match="rmse table: no rms_a column"):
         make_plan(
-            sweep_table(), rmse_table().drop(columns=["rms_a", "rms_b"]), THRESHOLDS, "both",
+            sweep_table(),
+            rmse_table().drop(columns=["rms_a", "rms_b"]),
+            THRESHOLDS,
+            "both",
             calibration=calibration(0.3),
-        )  # fmt: skip
+        )
     other = sweep_table().replace({"module": {"0": "conv_a"}})
     with pytest.raises(PrrmseError, match="different layers"):
         make_plan(other, rmse_table(), THRESHOLDS, "sweep")
@@ -376,32 +383,54 @@ def test_run_plan_records_the_calibration_and_refuses_a_threshold_random_weights
     too_large = {**THRESHOLDS, "max_rel_rmse_w": 2.0}
     with pytest.raises(PrrmseError) as error:
         run_plan(
-            sweep_csv, tmp_path / "rmse.csv", tmp_path / "bad.json", too_large, "both", "t", "s",
+            sweep_csv,
+            tmp_path / "rmse.csv",
+            tmp_path / "bad.json",
+            too_large,
+            "both",
+            "t",
+            "s",
             network=UNET,
-        )  # fmt: skip
+        )
     message = str(error.value)
     assert message.startswith("analysis.plan.max_rel_rmse_w: 2 would judge 18 of 18 conv W")
     assert "choose a value well below" in message and "\n" not in message
     with pytest.raises(PrrmseError, match="needs its calibration"):
-        run_plan(sweep_csv, tmp_path / "rmse.csv", tmp_path / "bad.json", thresholds, "both", "t", "s")  # fmt: skip
+        run_plan(
+            sweep_csv, tmp_path / "rmse.csv", tmp_path / "bad.json", thresholds, "both", "t", "s"
+        )
     with pytest.raises(PrrmseError, match="rmse.csv: made for architecture 'unet'"):
         run_plan(
-            sweep_csv, tmp_path / "rmse.csv", tmp_path / "bad.json", thresholds, "both", "t", "s",
+            sweep_csv,
+            tmp_path / "rmse.csv",
+            tmp_path / "bad.json",
+            thresholds,
+            "both",
+            "t",
+            "s",
             network=TINY["networks"]["pspnet"],
-        )  # fmt: skip
+        )
     old = pd.read_csv(tmp_path / "rmse.csv", comment="#").drop(columns=["rms_a", "rms_b"])
     old.to_csv(tmp_path / "old.csv", index=False)
     with pytest.raises(PrrmseError, match=r"old\.csv: no rms_a column .* rerun it"):
         run_plan(
-            sweep_csv, tmp_path / "old.csv", tmp_path / "bad.json", thresholds, "both", "t", "s",
+            sweep_csv,
+            tmp_path / "old.csv",
+            tmp_path / "bad.json",
+            thresholds,
+            "both",
+            "t",
+            "s",
             network=UNET,
-        )  # fmt: skip
+        )
     assert not (tmp_path / "bad.json").exists()
 
 
 def test_run_plan_takes_the_targets_scale_when_the_target_is_model_b(tmp_path: Path) -> None:
     sweep_csv, rmse_csv = tmp_path / "sweep.csv", tmp_path / "rmse.csv"
-    sweep_csv.write_text(csv_header({"target": "t", "source": "s"}) + sweep_table().to_csv(index=False))  # fmt: skip
+    sweep_csv.write_text(
+        csv_header({"target": "t", "source": "s"}) + sweep_table().to_csv(index=False)
+    )
     rmse_csv.write_text(rmse_table(target="s", source="t").to_csv(index=False))  # t is model b
     plan = run_plan(
         sweep_csv, rmse_csv, tmp_path / "plan.json", THRESHOLDS, "rmse", "t", "s", network=UNET

@@ -21,22 +21,38 @@ from prrmse.errors import PrrmseError
 
 PHANTOMS = {
     "acdc": {"n_patients": 6, "n_slices": 3, "shape": [56, 48], "spacing_mm": [2.6, 3.2]},
-    "rvsc": {"n_train": 3, "n_test1": 2, "n_slices": 3, "n_phases": 3, "shape": [56, 48], "spacing_mm": [2.6, 3.2]},
+    "rvsc": {
+        "n_train": 3,
+        "n_test1": 2,
+        "n_slices": 3,
+        "n_phases": 3,
+        "shape": [56, 48],
+        "spacing_mm": [2.6, 3.2],
+    },
     "t1": {"n_patients": 5, "n_slices": 2, "n_ti": 4, "shape": [48, 48], "spacing_mm": [2.6, 3.2]},
 }
 DATASETS = {
-    "acdc": {"format": "acdc", "label_map": {0: 0, 1: 1, 2: 2, 3: 3},
-             "split": {"method": "random", "n_train": 4, "n_val": 2, "seed": 3}},
+    "acdc": {
+        "format": "acdc",
+        "label_map": {0: 0, 1: 1, 2: 2, 3: 3},
+        "split": {"method": "random", "n_train": 4, "n_val": 2, "seed": 3},
+    },
     "rvsc": {"format": "rvsc", "label_map": {0: 0, 1: 1}, "split": {"method": "folder"}},
-    "t1": {"format": "nifti_pairs", "label_map": {0: 0, 1: 2},
-           "split": {"method": "first_last", "n_train": 3, "n_val": 2}},
+    "t1": {
+        "format": "nifti_pairs",
+        "label_map": {0: 0, 1: 2},
+        "split": {"method": "first_last", "n_train": 3, "n_val": 2},
+    },
 }
 
 
 def _config(raw: Path) -> dict:
     datasets = {name: {**copy.deepcopy(d), "root": str(raw / name)} for name, d in DATASETS.items()}
-    config = {"phantoms": copy.deepcopy(PHANTOMS), "datasets": datasets,
-              "prepare": {"spacing_mm": 3.0, "shape": [32, 32]}}
+    config = {
+        "phantoms": copy.deepcopy(PHANTOMS),
+        "datasets": datasets,
+        "prepare": {"spacing_mm": 3.0, "shape": [32, 32]},
+    }
     return validate_config(config)
 
 
@@ -45,8 +61,12 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("prep")
     config = _config(root / "raw")
     for name in DATASETS:
-        write_phantoms(name, config["phantoms"][name], config["phantoms"]["seed"], root / "raw" / name)
-        prepare_dataset(name, config["datasets"][name], config["prepare"], root / "processed" / name)
+        write_phantoms(
+            name, config["phantoms"][name], config["phantoms"]["seed"], root / "raw" / name
+        )
+        prepare_dataset(
+            name, config["datasets"][name], config["prepare"], root / "processed" / name
+        )
     return root, config
 
 
@@ -54,8 +74,10 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("name, labels, n_train, n_val", [
-    ("acdc", {0, 1, 2, 3}, 4, 2), ("rvsc", {0, 1}, 3, 2), ("t1", {0, 2}, 3, 2)])
+@pytest.mark.parametrize(
+    "name, labels, n_train, n_val",
+    [("acdc", {0, 1, 2, 3}, 4, 2), ("rvsc", {0, 1}, 3, 2), ("t1", {0, 2}, 3, 2)],
+)
 def test_phantoms_load_through_real_loaders(prepared, name, labels, n_train, n_val):
     root, _ = prepared
     data = load_processed(root / "processed" / name)
@@ -103,11 +125,19 @@ def test_phantoms_meet_the_paper_protocol_keys(prepared, tmp_path):
     dataset = {**config["datasets"]["acdc"], "sets": ["training"], "expected_patients": 6}
     summary = prepare_dataset("acdc", dataset, config["prepare"], tmp_path / "ok")
     assert summary["patients"] == {"train": 4, "val": 2}
-    rvsc = {**config["datasets"]["rvsc"], "sets": ["TrainingSet", "Test1Set"], "expected_patients": 5}
+    rvsc = {
+        **config["datasets"]["rvsc"],
+        "sets": ["TrainingSet", "Test1Set"],
+        "expected_patients": 5,
+    }
     prepare_dataset("rvsc", rvsc, config["prepare"], tmp_path / "rvsc")
-    with pytest.raises(PrrmseError, match="6 patientNNN folders found in training, but "
-                                          "datasets.acdc.expected_patients is 100"):
-        prepare_dataset("acdc", {**dataset, "expected_patients": 100}, config["prepare"], tmp_path / "out")
+    with pytest.raises(
+        PrrmseError,
+        match="6 patientNNN folders found in training, but datasets.acdc.expected_patients is 100",
+    ):
+        prepare_dataset(
+            "acdc", {**dataset, "expected_patients": 100}, config["prepare"], tmp_path / "out"
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -124,7 +154,11 @@ def test_first_last_cuts_the_natural_order(prepared, tmp_path):
     dataset = {**config["datasets"]["t1"], "root": str(raw), "expected_patients": 5}
     prepare_dataset("t1", dataset, config["prepare"], tmp_path / "out")
     index = load_processed(tmp_path / "out").index
-    assert sorted(index.loc[index.split == "train", "patient"].unique()) == ["case_1", "case_4", "case_6"]
+    assert sorted(index.loc[index.split == "train", "patient"].unique()) == [
+        "case_1",
+        "case_4",
+        "case_6",
+    ]
     assert sorted(index.loc[index.split == "val", "patient"].unique()) == ["case_10", "case_8"]
 
 
@@ -138,8 +172,10 @@ def test_label_outside_label_map_is_refused(prepared, tmp_path):
 
 def test_empty_split_after_filtering_is_refused(prepared, tmp_path):
     _, config = prepared
-    dataset = {**config["datasets"]["rvsc"], "split": {"method": "folder", "train_folder": "TrainingSet",
-                                                       "val_folder": "Test2Set"}}
+    dataset = {
+        **config["datasets"]["rvsc"],
+        "split": {"method": "folder", "train_folder": "TrainingSet", "val_folder": "Test2Set"},
+    }
     with pytest.raises(PrrmseError, match="split 'val' is empty"):
         prepare_dataset("rvsc", dataset, config["prepare"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -155,14 +191,22 @@ def test_nan_in_image_is_refused(prepared, tmp_path):
     data = np.asarray(image.dataobj).astype(np.float32)
     data[0, 0, 0, 0] = np.nan
     nib.save(nib.Nifti1Image(data, image.affine), raw / "patient001.nii.gz")
-    (raw / "patient001_gt.nii.gz").write_bytes((root / "raw" / "t1" / "patient001_gt.nii.gz").read_bytes())
-    dataset = {**config["datasets"]["t1"], "root": str(raw), "split": {"method": "first_last", "n_train": 1, "n_val": 1}}
+    (raw / "patient001_gt.nii.gz").write_bytes(
+        (root / "raw" / "t1" / "patient001_gt.nii.gz").read_bytes()
+    )
+    dataset = {
+        **config["datasets"]["t1"],
+        "root": str(raw),
+        "split": {"method": "first_last", "n_train": 1, "n_val": 1},
+    }
     with pytest.raises(PrrmseError, match="NaN"):
         prepare_dataset("t1", dataset, config["prepare"], tmp_path / "out")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prrmse.cli", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "prrmse.cli", *args], capture_output=True, text=True
+    )
 
 
 def test_cli_errors_are_one_line_and_nonzero(prepared, tmp_path):
@@ -172,9 +216,18 @@ def test_cli_errors_are_one_line_and_nonzero(prepared, tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     for args, expected in [
-        (["prepare", "--config", str(path), "--dataset", "acdc", "--out", str(tmp_path / "o")], "missing"),
-        (["prepare", "--config", str(path), "--dataset", "kaggle", "--out", str(tmp_path / "o")], "unknown dataset 'kaggle'"),
-        (["phantoms", "--config", str(path), "--dataset", "mnms", "--out", str(tmp_path / "o")], "mnms"),
+        (
+            ["prepare", "--config", str(path), "--dataset", "acdc", "--out", str(tmp_path / "o")],
+            "missing",
+        ),
+        (
+            ["prepare", "--config", str(path), "--dataset", "kaggle", "--out", str(tmp_path / "o")],
+            "unknown dataset 'kaggle'",
+        ),
+        (
+            ["phantoms", "--config", str(path), "--dataset", "mnms", "--out", str(tmp_path / "o")],
+            "mnms",
+        ),
     ]:
         result = _cli(*args)
         assert result.returncode != 0
@@ -182,8 +235,14 @@ def test_cli_errors_are_one_line_and_nonzero(prepared, tmp_path):
         assert len(lines) == 1 and expected in lines[0], result.stderr
         assert not (tmp_path / "o").exists()
     path.write_text(yaml.safe_dump({**config, "prepare": {"spacing_mn": 1}}))
-    result = _cli("prepare", "--config", str(path), "--dataset", "acdc", "--out", str(tmp_path / "o"))
-    assert result.returncode != 0 and "spacing_mn" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = _cli(
+        "prepare", "--config", str(path), "--dataset", "acdc", "--out", str(tmp_path / "o")
+    )
+    assert (
+        result.returncode != 0
+        and "spacing_mn" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_processed_dataset_checks(prepared, tmp_path):

@@ -69,18 +69,34 @@ def test_job_verbs_write_timestamped_lines_to_a_file_and_query_verbs_do_not(tmp_
     )
     with log.open("w") as handle:
         job = subprocess.run(
-            [sys.executable, "-m", "prrmse.cli", "phantoms", "--config", str(config),
-             "--dataset", "t1", "--out", str(out)],
-            stdout=handle, stderr=subprocess.STDOUT, check=False, timeout=300,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "prrmse.cli",
+                "phantoms",
+                "--config",
+                str(config),
+                "--dataset",
+                "t1",
+                "--out",
+                str(out),
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=300,
+        )
     lines = log.read_text().splitlines()
     assert job.returncode == 0, lines
     assert lines and all(re.match(STAMP, line) for line in lines), lines
 
     plain = subprocess.run(
         [sys.executable, "-m", "prrmse.cli", "lineage", str(tmp_path / "missing.png")],
-        capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert not re.match(STAMP, plain.stdout + plain.stderr), plain.stdout + plain.stderr
 
 

@@ -19,13 +19,26 @@ from prrmse.data.qc import class_counts, run_qc, sample_rows
 from prrmse.figures import read_figure_provenance
 
 CONFIG = {
-    "phantoms": {"seed": 5, "t1": {"n_patients": 4, "n_slices": 1, "n_ti": 3, "shape": [40, 40],
-                                   "spacing_mm": [2.6, 3.2]}},
-    "datasets": {"t1": {"format": "nifti_pairs", "label_map": {0: 0, 1: 2},
-                        "split": {"method": "first_last", "n_train": 2, "n_val": 2}}},
+    "phantoms": {
+        "seed": 5,
+        "t1": {
+            "n_patients": 4,
+            "n_slices": 1,
+            "n_ti": 3,
+            "shape": [40, 40],
+            "spacing_mm": [2.6, 3.2],
+        },
+    },
+    "datasets": {
+        "t1": {
+            "format": "nifti_pairs",
+            "label_map": {0: 0, 1: 2},
+            "split": {"method": "first_last", "n_train": 2, "n_val": 2},
+        }
+    },
     "prepare": {"spacing_mm": 3.0, "shape": [32, 32]},
     "qc": {"slices_per_split": 3},
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +100,22 @@ def test_montage_is_a_png_with_provenance_and_the_same_bytes_twice(prepared, tmp
 def test_cli_writes_the_montage(prepared, tmp_path, capsys):
     root, config = prepared
     out = tmp_path / "qc" / "t1"
-    assert main(["qc", "--config", str(config), "--dataset", "t1", "--data", str(root / "processed"),
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "qc",
+                "--config",
+                str(config),
+                "--dataset",
+                "t1",
+                "--data",
+                str(root / "processed"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "qc" / "t1.png").is_file() and (tmp_path / "qc" / "t1.pdf").is_file()
     assert "qc t1" in capsys.readouterr().out
 

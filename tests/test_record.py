@@ -156,8 +156,20 @@ def test_a_snakemake_rerun_replaces_linked_files_and_is_recorded_again(recorded)
         for out in lock["outs"]
     }
     inodes = {path: (repo / path).stat().st_ino for path in objects}
-    e2e.run([*e2e.SNAKEMAKE, "--cores", "1", "--configfile", str(e2e.TINY),
-             "--forcerun", "table1", TABLE1], repo, env)  # fmt: skip
+    e2e.run(
+        [
+            *e2e.SNAKEMAKE,
+            "--cores",
+            "1",
+            "--configfile",
+            str(e2e.TINY),
+            "--forcerun",
+            "table1",
+            TABLE1,
+        ],
+        repo,
+        env,
+    )
     for path, obj in objects.items():
         assert (repo / path).stat().st_ino != inodes[path], path
         assert md5_file(obj) == obj.parent.name + obj.name, f"cache object of {path} changed"
@@ -165,6 +177,10 @@ def test_a_snakemake_rerun_replaces_linked_files_and_is_recorded_again(recorded)
     assert "dvc status clean" in again, again
     dry = subprocess.run(
         [*e2e.SNAKEMAKE, "-n", "--cores", "1", "--configfile", str(e2e.TINY)],
-        cwd=repo, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "Nothing to be done" in dry.stdout + dry.stderr

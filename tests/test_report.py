@@ -136,12 +136,22 @@ def probe_report(browser: str, report: Path, workdir: Path) -> dict:
     probed = workdir / "report-probed.html"
     probed.write_text(f"{text[:end]}<script>{PROBE_JS}</script>\n{text[end:]}")
     command = [
-        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-extensions", "--disable-sync",
-        "--no-first-run", "--no-default-browser-check", "--mute-audio",
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-extensions",
+        "--disable-sync",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--mute-audio",
         f"--user-data-dir={workdir / 'chromium-profile'}",
-        f"--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}", "--dump-dom", probed.as_uri(),
-    ]  # fmt: skip
+        f"--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}",
+        "--dump-dom",
+        probed.as_uri(),
+    ]
     try:
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S, check=False

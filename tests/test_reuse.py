@@ -28,13 +28,18 @@ TARGET = "unet-seg-acdc-s1"
 # BN 1 reuses its running stats while its weight and bias train; BN 2 is reused whole;
 # BN 3 reuses only RM, so its RV must keep updating; BN 4 reuses only its weight.
 REUSED = {
-    ("bn", 1, "RM"), ("bn", 1, "RV"),
-    ("bn", 2, "RM"), ("bn", 2, "RV"), ("bn", 2, "RW"), ("bn", 2, "RB"),
+    ("bn", 1, "RM"),
+    ("bn", 1, "RV"),
+    ("bn", 2, "RM"),
+    ("bn", 2, "RV"),
+    ("bn", 2, "RW"),
+    ("bn", 2, "RB"),
     ("bn", 3, "RM"),
     ("bn", 4, "RW"),
-    ("conv", 1, "W"), ("conv", 1, "B"),
+    ("conv", 1, "W"),
+    ("conv", 1, "B"),
     ("conv", 2, "W"),
-}  # fmt: skip
+}
 
 
 def scratch(width: int = 4, seed: int | None = None) -> nn.Module:
@@ -74,11 +79,27 @@ def write_plan(path: Path, model: nn.Module, reused: set, arch: str | None = "un
             decision = "absent" if kind in layer.absent else "keep"
             decision = "reuse" if key in reused else decision
             entries.append(
-                dict(family=layer.family, layer=layer.number, module=layer.module_name,
-                     kind=kind, decision=decision, evidence={})
-            )  # fmt: skip
-    plan = dict(target="t", source="s", arch=arch, layer_counts=counts, thresholds={},
-                rule="sweep", entries=entries, share={}, non_reusable={}, provenance={})  # fmt: skip
+                dict(
+                    family=layer.family,
+                    layer=layer.number,
+                    module=layer.module_name,
+                    kind=kind,
+                    decision=decision,
+                    evidence={},
+                )
+            )
+    plan = dict(
+        target="t",
+        source="s",
+        arch=arch,
+        layer_counts=counts,
+        thresholds={},
+        rule="sweep",
+        entries=entries,
+        share={},
+        non_reusable={},
+        provenance={},
+    )
     path.write_text(json.dumps(plan))
     return path
 
@@ -96,8 +117,9 @@ def trains_visibly(layer, kind: str) -> bool:
 
 
 def train(tiny_config, data: Path, out: Path, setup) -> dict:
-    return train_model(parse_model_name(TARGET), tiny_config, data, out, setup=setup,
-                       log=lambda _: None)  # fmt: skip
+    return train_model(
+        parse_model_name(TARGET), tiny_config, data, out, setup=setup, log=lambda _: None
+    )
 
 
 @pytest.fixture
@@ -122,12 +144,17 @@ def test_freeze_after_real_training_steps_in_each_frozen_bn_mode(
     # BN 1, 2 and 3 have loaded running statistics: eval mode runs those modules in eval
     eval_bn = ["inc.double_conv.1", "inc.double_conv.4", "down1.maxpool_conv.1.double_conv.1"]
     assert record["setup"] == {
-        "mode": "freeze", "frozen_bn": frozen_bn, "source": "source",
+        "mode": "freeze",
+        "frozen_bn": frozen_bn,
+        "source": "source",
         "source_sha256": record["setup"]["source_sha256"],
-        "plan": str(plan_path), "plan_sha256": record["setup"]["plan_sha256"],
-        "loaded": len(REUSED), "frozen": len(REUSED), "frozen_scalars": expected_scalars,
+        "plan": str(plan_path),
+        "plan_sha256": record["setup"]["plan_sha256"],
+        "loaded": len(REUSED),
+        "frozen": len(REUSED),
+        "frozen_scalars": expected_scalars,
         "eval_bn": eval_bn if frozen_bn == "eval" else [],
-    }  # fmt: skip
+    }
     trained = load_model(tmp_path / "run" / "model.safetensors")[0]
     for layer, kind, key in entries_of(trained):
         now = get_tensor(trained, layer, kind)
@@ -220,14 +247,26 @@ def test_selffer_source_is_the_targets_own_trained_model(tiny_config, tiny_data,
     ("name", "mode", "source", "label"),
     [
         ("pspnet-seg-acdc-n10-s1", "scratch", None, "n10 scratch s1"),
-        ("pspnet-seg-acdc-n10-s1-freeze-from-pspnet-auto-t1", "freeze", "pspnet-auto-t1",
-         "n10 freeze T1-auto s1"),
-        ("unet-seg-acdc-n50-s2-finetune-from-unet-seg-rvsc", "finetune", "unet-seg-rvsc",
-         "n50 finetune RVSC-seg s2"),
-        ("pspnet-seg-acdc-n10-s1-selffer-from-pspnet-seg-acdc", "selffer", "pspnet-seg-acdc",
-         "n10 selffer ACDC-seg s1"),
+        (
+            "pspnet-seg-acdc-n10-s1-freeze-from-pspnet-auto-t1",
+            "freeze",
+            "pspnet-auto-t1",
+            "n10 freeze T1-auto s1",
+        ),
+        (
+            "unet-seg-acdc-n50-s2-finetune-from-unet-seg-rvsc",
+            "finetune",
+            "unet-seg-rvsc",
+            "n50 finetune RVSC-seg s2",
+        ),
+        (
+            "pspnet-seg-acdc-n10-s1-selffer-from-pspnet-seg-acdc",
+            "selffer",
+            "pspnet-seg-acdc",
+            "n10 selffer ACDC-seg s1",
+        ),
     ],
-)  # fmt: skip
+)
 def test_run_names_round_trip(name, mode, source, label) -> None:
     run = parse_run_name(name)
     assert (run.mode, run.source, run.name) == (mode, source, name)

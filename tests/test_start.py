@@ -92,10 +92,14 @@ def test_a_shared_encoder_is_the_start_of_every_model_and_seed(shared_file):
     for name in names:
         start = resolve_start(network, parse_model_name(name), shared_file)
         assert start["encoder"] == {
-            "kind": "shared", "file": str(shared_file),
+            "kind": "shared",
+            "file": str(shared_file),
             "sha256": sha256_file(shared_file),
-        }  # fmt: skip
-        assert start["rest"] == {"kind": "independent", "seed": start_seed(name[:-3], int(name[-1]))}
+        }
+        assert start["rest"] == {
+            "kind": "independent",
+            "seed": start_seed(name[:-3], int(name[-1])),
+        }
         models[name] = initial_model(network, start)
         encoder = encoder_of(models[name])
         # every encoder tensor (BN buffers included) is the file's
@@ -128,8 +132,11 @@ def test_bad_start_configurations_are_refused_with_the_file_or_key(shared_file, 
     missing = tmp_path / "absent.safetensors"
     with pytest.raises(PrrmseError, match="absent.safetensors: encoder start file not found"):
         resolve_start({**PSPNET, "start": {"encoder": str(missing)}}, spec)
-    both = {"arch": "pspnet", "options": {**SMALL, "encoder_weights": str(shared_file)},
-            "start": {"encoder": str(shared_file)}}  # fmt: skip
+    both = {
+        "arch": "pspnet",
+        "options": {**SMALL, "encoder_weights": str(shared_file)},
+        "start": {"encoder": str(shared_file)},
+    }
     with pytest.raises(PrrmseError, match="options.encoder_weights both give the encoder"):
         resolve_start(both, spec)
     unet = {"arch": "unet", "options": {"width": 4}, "start": {"encoder": str(shared_file)}}
@@ -143,7 +150,9 @@ def test_bad_start_configurations_are_refused_with_the_file_or_key(shared_file, 
         initial_model(PSPNET, start)
 
 
-def test_training_records_the_start_and_reinit_rebuilds_it_exactly(shared_file, tiny_data, tmp_path):
+def test_training_records_the_start_and_reinit_rebuilds_it_exactly(
+    shared_file, tiny_data, tmp_path
+):
     config = config_with({"encoder": "shared"})
     started = {}
 
@@ -153,14 +162,22 @@ def test_training_records_the_start_and_reinit_rebuilds_it_exactly(shared_file, 
 
     spec = parse_model_name("pspnet-seg-acdc-s2")
     record = train_model(
-        spec, config, tiny_data, tmp_path / "m", setup=capture, shared_encoder=shared_file,
+        spec,
+        config,
+        tiny_data,
+        tmp_path / "m",
+        setup=capture,
+        shared_encoder=shared_file,
         log=lambda _: None,
-    )  # fmt: skip
+    )
     _, saved = load_tensors(tmp_path / "m" / "model.safetensors")
     assert saved["start"] == record["start"]
     assert saved["start"]["encoder"]["kind"] == "shared"
     assert saved["start"]["encoder"]["sha256"] == sha256_file(shared_file)
-    assert saved["start"]["rest"] == {"kind": "independent", "seed": start_seed("pspnet-seg-acdc", 2)}
+    assert saved["start"]["rest"] == {
+        "kind": "independent",
+        "seed": start_seed("pspnet-seg-acdc", 2),
+    }
     network = {"arch": saved["arch"], "options": saved["options"]}
     reinit = control_source("reinit", network, saved["start"]).state_dict()
     assert all(torch.equal(reinit[k], v) for k, v in started.items())
@@ -187,9 +204,14 @@ def test_legacy_checkpoints_start_from_their_seed():
 
 def test_pretext_encoder_trains_on_a_pool_apart_from_every_dataset(tmp_path):
     config = config_with(
-        {"encoder": "shared"}, recipe="pretext", seed=1, task="seg",
-        pool={"n_patients": 3, "n_val": 1, "seed": 99}, epochs=1, iterations_per_epoch=1,
-    )  # fmt: skip
+        {"encoder": "shared"},
+        recipe="pretext",
+        seed=1,
+        task="seg",
+        pool={"n_patients": 3, "n_val": 1, "seed": 99},
+        epochs=1,
+        iterations_per_epoch=1,
+    )
     config["phantoms"]["acdc"].update(n_slices=2, shape=[40, 40], spacing_mm=[2.6, 3.2])
     config["prepare"].update(shape=[32, 32], spacing_mm=3.0)
     config["train"]["batch_size"] = 2
@@ -215,26 +237,39 @@ def test_pretext_encoder_trains_on_a_pool_apart_from_every_dataset(tmp_path):
 
 def test_floor_refuses_seed_pairs_under_another_start_regime(tmp_path, shared_file):
     shared = resolve_start(
-        {**PSPNET, "start": {"encoder": "shared"}}, parse_model_name("pspnet-seg-acdc-s1"),
+        {**PSPNET, "start": {"encoder": "shared"}},
+        parse_model_name("pspnet-seg-acdc-s1"),
         shared_file,
-    )  # fmt: skip
+    )
     other = resolve_start(PSPNET, parse_model_name("pspnet-seg-acdc-s2"))
 
     def table(name: str, a: str, b: str, starts: dict) -> Path:
         return _write(tmp_path / name, _rmse(a, b, [0.1, 0.2, 0.3]), what="rmse", starts=starts)
 
     good = [
-        table("a.csv", "pspnet-seg-acdc-s1", "pspnet-seg-acdc-s2",
-              {"pspnet-seg-acdc-s1": shared, "pspnet-seg-acdc-s2": shared}),
-        table("b.csv", "pspnet-auto-t1-s1", "pspnet-auto-t1-s2",
-              {"pspnet-auto-t1-s1": shared, "pspnet-auto-t1-s2": shared}),
-    ]  # fmt: skip
+        table(
+            "a.csv",
+            "pspnet-seg-acdc-s1",
+            "pspnet-seg-acdc-s2",
+            {"pspnet-seg-acdc-s1": shared, "pspnet-seg-acdc-s2": shared},
+        ),
+        table(
+            "b.csv",
+            "pspnet-auto-t1-s1",
+            "pspnet-auto-t1-s2",
+            {"pspnet-auto-t1-s1": shared, "pspnet-auto-t1-s2": shared},
+        ),
+    ]
     out = tmp_path / "floor.csv"
     run_noise_floor(good, out)
     regime = provenance.read_csv_provenance(out)["start_regime"]["pspnet"]
     assert regime == {"encoder": f"shared:{sha256_file(shared_file)}", "rest": "independent"}
-    mixed = table("c.csv", "pspnet-seg-t1-s1", "pspnet-seg-t1-s2",
-                  {"pspnet-seg-t1-s1": shared, "pspnet-seg-t1-s2": other})  # fmt: skip
+    mixed = table(
+        "c.csv",
+        "pspnet-seg-t1-s1",
+        "pspnet-seg-t1-s2",
+        {"pspnet-seg-t1-s1": shared, "pspnet-seg-t1-s2": other},
+    )
     with pytest.raises(PrrmseError, match="c.csv: pspnet-seg-t1-s2 started under"):
         check_regimes([*good, mixed])
     with pytest.raises(PrrmseError, match="not compare like with like"):
@@ -244,8 +279,11 @@ def test_floor_refuses_seed_pairs_under_another_start_regime(tmp_path, shared_fi
 
 def test_checkpoint_start_round_trips_through_load_model(shared_file, tiny_data, tmp_path):
     config = config_with()
-    train_model(parse_model_name("unet-seg-acdc-s1"), config, tiny_data, tmp_path / "u",
-                log=lambda _: None)  # fmt: skip
+    train_model(
+        parse_model_name("unet-seg-acdc-s1"), config, tiny_data, tmp_path / "u", log=lambda _: None
+    )
     _, record = load_model(tmp_path / "u" / "model.safetensors")
-    assert record["start"] == resolve_start(config["networks"]["unet"], parse_model_name("unet-seg-acdc-s1"))
+    assert record["start"] == resolve_start(
+        config["networks"]["unet"], parse_model_name("unet-seg-acdc-s1")
+    )
     assert {part["kind"] for part in record["start"].values()} == {"independent"}

@@ -50,11 +50,34 @@ def _sweep(seed_shift: float) -> tuple[pd.DataFrame, pd.DataFrame]:
             }
             for p, d in zip(patients, dice, strict=True)
         ]
-        rows.append({"family": family, "layer": layer, "module": "m", "head": False, "kind": kind,
-                     "status": "baseline" if family == "baseline" else "replaced", "class": 1,
-                     "dice": dice.mean(), "baseline_dice": base.mean(), "difference": -drop})  # fmt: skip
-    rows.append({"family": "bn", "layer": 2, "module": "m2", "head": False, "kind": "RM", "status": "absent",
-                 "class": 1, "dice": np.nan, "baseline_dice": base.mean(), "difference": np.nan})  # fmt: skip
+        rows.append(
+            {
+                "family": family,
+                "layer": layer,
+                "module": "m",
+                "head": False,
+                "kind": kind,
+                "status": "baseline" if family == "baseline" else "replaced",
+                "class": 1,
+                "dice": dice.mean(),
+                "baseline_dice": base.mean(),
+                "difference": -drop,
+            }
+        )
+    rows.append(
+        {
+            "family": "bn",
+            "layer": 2,
+            "module": "m2",
+            "head": False,
+            "kind": "RM",
+            "status": "absent",
+            "class": 1,
+            "dice": np.nan,
+            "baseline_dice": base.mean(),
+            "difference": np.nan,
+        }
+    )
     return pd.DataFrame(rows), pd.DataFrame(per_patient)
 
 
@@ -115,7 +138,7 @@ def _rmse(a: str, b: str, values: list[float]) -> pd.DataFrame:
             "status": "compared",
             "numel": 9,
             "rmse": values,
-        }  # fmt: skip
+        }
     )
 
 

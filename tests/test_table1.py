@@ -20,17 +20,25 @@ NAN = float("nan")
 def mean4(mean: float) -> float:
     """The 4-class mean of write_metrics' default classes (0.99, mean -+ 0.05, mean)."""
     return (0.99 + 3 * mean) / 4
+
+
 # Made-up Dice means for our runs (not the paper's): scratch 0.70 at 10 patients.
 MEANS = {
     (10, None, "scratch"): 0.70,
-    (10, "T1-seg", "freeze"): 0.50, (10, "T1-seg", "finetune"): 0.65,
-    (10, "T1-auto", "freeze"): 0.72, (10, "T1-auto", "finetune"): 0.80,
-    (10, "RVSC-seg", "freeze"): 0.60, (10, "RVSC-seg", "finetune"): 0.75,
+    (10, "T1-seg", "freeze"): 0.50,
+    (10, "T1-seg", "finetune"): 0.65,
+    (10, "T1-auto", "freeze"): 0.72,
+    (10, "T1-auto", "finetune"): 0.80,
+    (10, "RVSC-seg", "freeze"): 0.60,
+    (10, "RVSC-seg", "finetune"): 0.75,
     (50, None, "scratch"): 0.85,
-    (50, "T1-seg", "freeze"): 0.80, (50, "T1-seg", "finetune"): 0.84,
-    (50, "T1-auto", "freeze"): 0.86, (50, "T1-auto", "finetune"): 0.88,
-    (50, "RVSC-seg", "freeze"): 0.83, (50, "RVSC-seg", "finetune"): 0.82,
-}  # fmt: skip
+    (50, "T1-seg", "freeze"): 0.80,
+    (50, "T1-seg", "finetune"): 0.84,
+    (50, "T1-auto", "freeze"): 0.86,
+    (50, "T1-auto", "finetune"): 0.88,
+    (50, "RVSC-seg", "freeze"): 0.83,
+    (50, "RVSC-seg", "finetune"): 0.82,
+}
 
 
 def write_metrics(path: Path, mean: float, dice: list[float] | None = None) -> Path:
@@ -72,9 +80,16 @@ def test_rows_follow_the_paper_order_and_average_seeds(tmp_path) -> None:
         (10, "T1-seg", "finetune"),
     ]
     assert list(table.columns[:9]) == [
-        "n_train", "source", "mode", "n_seeds", "dice_0", "dice_1", "dice_2", "dice_3",
+        "n_train",
+        "source",
+        "mode",
+        "n_seeds",
+        "dice_0",
+        "dice_1",
+        "dice_2",
+        "dice_3",
         "dice_mean4",
-    ]  # fmt: skip
+    ]
     first = table.iloc[0]
     assert first["n_seeds"] == 2 and first["dice_fg"] == pytest.approx(0.71)  # (0.70 + 0.72) / 2
     assert first["dice_mean4"] == pytest.approx(mean4(0.71))
@@ -98,13 +113,18 @@ def test_undefined_class_stays_nan_and_partial_runs_keep_order(tmp_path) -> None
 
 def test_the_papers_table_is_transcribed_with_its_misprint_flagged() -> None:
     paper = read_paper()
-    assert paper.shape[0] == 14 and not paper[["dice_0", "dice_1", "dice_2", "dice_3"]].isna().any().any()
+    assert (
+        paper.shape[0] == 14
+        and not paper[["dice_0", "dice_1", "dice_2", "dice_3"]].isna().any().any()
+    )
     keys = [tuple(r) for r in paper[["n_train", "source", "mode"]].itertuples(index=False)]
     assert keys == paper_order()
     # every printed mean is the 4-class mean to rounding, but the flagged misprint
     classes = paper[["dice_0", "dice_1", "dice_2", "dice_3"]].mean(axis=1)
     misprint = paper["note"].str.startswith("misprint")
-    assert misprint.sum() == 1 and tuple(paper.loc[misprint, ["n_train", "source", "mode"]].iloc[0]) == (50, "RVSC-seg", "freeze")
+    assert misprint.sum() == 1 and tuple(
+        paper.loc[misprint, ["n_train", "source", "mode"]].iloc[0]
+    ) == (50, "RVSC-seg", "freeze")
     assert ((classes - paper["dice_mean"]).abs()[~misprint] <= 0.0051).all()
     assert paper.loc[misprint, "dice_mean"].iloc[0] == 0.72
     assert paper.loc[misprint, "dice_mean4"].iloc[0] == pytest.approx(0.8125)
@@ -112,8 +132,12 @@ def test_the_papers_table_is_transcribed_with_its_misprint_flagged() -> None:
 
 def test_misprinted_mean_is_shown_with_its_note(tmp_path) -> None:
     table = table1(runs_for(tmp_path))
-    row = table[(table["n_train"] == 50) & (table["source"] == "RVSC-seg") & (table["mode"] == "freeze")].iloc[0]
-    assert row["paper_dice_mean4"] == pytest.approx(0.8125) and row["paper_note"].startswith("misprint")
+    row = table[
+        (table["n_train"] == 50) & (table["source"] == "RVSC-seg") & (table["mode"] == "freeze")
+    ].iloc[0]
+    assert row["paper_dice_mean4"] == pytest.approx(0.8125) and row["paper_note"].startswith(
+        "misprint"
+    )
 
 
 def test_a_bad_paper_file_is_refused(tmp_path) -> None:
@@ -129,7 +153,9 @@ def test_findings_label_the_papers_and_ours_and_wait_for_seeds(tmp_path) -> None
     one = table1(runs_for(tmp_path / "one"))
     findings = {f["finding"]: f for f in table1_findings(one)}
     assert len(findings) == 8 + 4 + 6
-    not_better = findings["reuse does not necessarily help: T1-seg freeze is no better than scratch at 10 patients"]
+    not_better = findings[
+        "reuse does not necessarily help: T1-seg freeze is no better than scratch at 10 patients"
+    ]
     assert not_better["scope"].startswith("paper") and not_better["holds_paper"] == "yes"
     assert (not_better["paper_left"], not_better["paper_right"]) == (0.73, 0.67)
     assert not_better["point_estimate_holds"] == "yes"  # ours: scratch 0.70 vs 0.50
@@ -156,7 +182,10 @@ def test_written_products_show_ours_beside_the_paper(tmp_path) -> None:
     table, findings = make_table1(runs, tmp_path / "tables" / "table1")
     csv, md, tex = (tmp_path / "tables" / f"table1.{s}" for s in ("csv", "md", "tex"))
     stamp = read_csv_provenance(csv)
-    assert "prrmse/resources/paper_table1.csv" in stamp["inputs"] and len(stamp["inputs"]) == len(runs) + 1
+    assert (
+        "prrmse/resources/paper_table1.csv" in stamp["inputs"]
+        and len(stamp["inputs"]) == len(runs) + 1
+    )
     assert stamp["min_seeds"] == 3
     written = pd.read_csv(csv, comment="#", keep_default_na=False, dtype=str)
     assert len(written) == 14 and written.loc[0, "paper_dice_mean4"] == "0.730"
@@ -197,14 +226,26 @@ def test_bad_runs_and_paper_files_are_refused(tmp_path) -> None:
 def test_selffer_rows_follow_their_patient_count_and_get_patient_intervals(tmp_path):
     runs = runs_for(tmp_path)
     patients = pd.DataFrame(
-        [{"patient": f"p{i}", "class": c, "dice": 0.6 + 0.02 * i} for i in range(6) for c in (0, 1, 2, 3)]
+        [
+            {"patient": f"p{i}", "class": c, "dice": 0.6 + 0.02 * i}
+            for i in range(6)
+            for c in (0, 1, 2, 3)
+        ]
     )
     for n in (10, 50):
         metrics = write_metrics(tmp_path / f"selffer-n{n}" / "metrics.json", 0.66)
         csv = metrics.parent / "patients.csv"
         csv.write_text("# provenance: {}\n" + patients.to_csv(index=False))
-        runs.append({"n_train": n, "source": "ACDC-seg", "mode": "selffer", "metrics_json": metrics,
-                     "seed": 0, "patients_csv": csv})  # fmt: skip
+        runs.append(
+            {
+                "n_train": n,
+                "source": "ACDC-seg",
+                "mode": "selffer",
+                "metrics_json": metrics,
+                "seed": 0,
+                "patients_csv": csv,
+            }
+        )
     table = table1(runs, PAPER_CSV)
     keys = list(zip(table["n_train"], table["mode"], strict=True))
     assert keys.index((10, "selffer")) == 7 and keys[-1] == (50, "selffer")

@@ -34,36 +34,63 @@ def _checkpoint(metrics_json: Path, **options: object) -> Path:
     """A model.safetensors beside metrics.json whose record holds `options` (no real tensors:
     the table reads the header only)."""
     path = metrics_json.parent / "model.safetensors"
-    record = {"kind": "model", "name": metrics_json.parent.name, "arch": "pspnet",
-              "options": options}  # fmt: skip
+    record = {
+        "kind": "model",
+        "name": metrics_json.parent.name,
+        "arch": "pspnet",
+        "options": options,
+    }
     save_tensors(path, {"w": torch.zeros(1)}, record)
     return path
 
 
 def _entry(family: str, layer: int, kind: str, decision: str, head: bool = False) -> dict:
-    return {"family": family, "layer": layer, "module": f"m{layer}", "head": head, "kind": kind,
-            "decision": decision, "numel": 4, "evidence": {}}  # fmt: skip
+    return {
+        "family": family,
+        "layer": layer,
+        "module": f"m{layer}",
+        "head": head,
+        "kind": kind,
+        "decision": decision,
+        "numel": 4,
+        "evidence": {},
+    }
 
 
 def _plan(folder: Path, source: str, non_reusable: dict, bias: bool) -> Path:
-    entries = [_entry("bn", n, k, "keep" if n in non_reusable.get(k, []) else "reuse")
-               for n in (1, 2, 17) for k in ("RM", "RV", "RW", "RB")]  # fmt: skip
+    entries = [
+        _entry("bn", n, k, "keep" if n in non_reusable.get(k, []) else "reuse")
+        for n in (1, 2, 17)
+        for k in ("RM", "RV", "RW", "RB")
+    ]
     for n in (1, 2):
         entries.append(
             _entry("conv", n, "W", "keep" if n in non_reusable.get("W", []) else "reuse")
         )
-        entries.append(_entry("conv", n, "B", ("keep" if n in non_reusable.get("B", []) else "reuse") if bias else "absent"))  # fmt: skip
+        entries.append(
+            _entry(
+                "conv",
+                n,
+                "B",
+                ("keep" if n in non_reusable.get("B", []) else "reuse") if bias else "absent",
+            )
+        )
     entries += [
         _entry("conv", 3, "W", "keep", head=True),
         _entry("conv", 3, "B", "absent", head=True),
     ]
     plan = {
-        "target": "pspnet-seg-acdc-s0", "source": source, "arch": "pspnet", "rule": "sweep",
-        "layer_counts": {"bn": 3, "conv": 3}, "thresholds": {}, "entries": entries,
+        "target": "pspnet-seg-acdc-s0",
+        "source": source,
+        "arch": "pspnet",
+        "rule": "sweep",
+        "layer_counts": {"bn": 3, "conv": 3},
+        "thresholds": {},
+        "entries": entries,
         "share": {"entries": 120 / 131, "scalars": None},
         "non_reusable": {k: non_reusable.get(k, []) for k in ("RM", "RV", "RW", "RB", "W", "B")},
         "provenance": {},
-    }  # fmt: skip
+    }
     path = folder / f"{source}.json"
     path.write_text(json.dumps(plan))
     return path
@@ -84,10 +111,11 @@ def test_write_table_three_formats_show_nan_and_absent(tmp_path: Path) -> None:
             "B": ["1, 17", "absent"],
             "n": [10, 50],
             "share (%)": [91.6031, 100.0],
-        }  # fmt: skip
+        }
     )
-    paths = write_table(table, tmp_path / "out" / "table1", "Dice & more", STAMP,
-                        decimals={"share (%)": 1})  # fmt: skip
+    paths = write_table(
+        table, tmp_path / "out" / "table1", "Dice & more", STAMP, decimals={"share (%)": 1}
+    )
     assert [p.name for p in paths] == ["table1.csv", "table1.md", "table1.tex"]
     assert read_csv_provenance(paths[0]) == STAMP
     back = pd.read_csv(paths[0], comment="#")
@@ -122,9 +150,21 @@ def test_baseline_table_dice_nan_and_mse(tmp_path: Path) -> None:
     ]
     table = baseline_table(paths)
     assert list(table.columns) == [
-        "model", "BG", "RV", "MYO", "LV", "mean (4 classes)", "mean (RV, MYO, LV)", "paper row",
-        "paper BG", "paper RV", "paper MYO", "paper LV", "paper mean (4 classes)", "MSE",
-    ]  # fmt: skip
+        "model",
+        "BG",
+        "RV",
+        "MYO",
+        "LV",
+        "mean (4 classes)",
+        "mean (RV, MYO, LV)",
+        "paper row",
+        "paper BG",
+        "paper RV",
+        "paper MYO",
+        "paper LV",
+        "paper mean (4 classes)",
+        "MSE",
+    ]
     assert table["model"].tolist() == ["unet-seg-acdc-s0", "unet-seg-t1-s0", "unet-auto-t1-s0"]
     assert table.loc[0, "mean (RV, MYO, LV)"] == 0.8533
     assert table.loc[0, "mean (4 classes)"] == pytest.approx((0.99 + 0.81 + 0.83 + 0.92) / 4)
@@ -141,8 +181,14 @@ def test_baseline_table_dice_nan_and_mse(tmp_path: Path) -> None:
     assert "| unet-auto-t1-s0 | – | – | – | – | – | – | – | – | – | – | – | – | 0.00123 |" in md
     only_seg = baseline_table(paths[:1])
     assert list(only_seg.columns)[:7] == [
-        "model", "BG", "RV", "MYO", "LV", "mean (4 classes)", "mean (RV, MYO, LV)",
-    ]  # fmt: skip
+        "model",
+        "BG",
+        "RV",
+        "MYO",
+        "LV",
+        "mean (4 classes)",
+        "mean (RV, MYO, LV)",
+    ]
     assert "MSE" not in only_seg
     only_auto = baseline_table(paths[2:])
     assert list(only_auto.columns) == ["model", "MSE"] and only_auto.attrs["resources"] == {}
@@ -161,9 +207,14 @@ def test_baseline_table_puts_the_papers_row_beside_acdc_segmentation(tmp_path: P
     no_bias, with_bias = _checkpoint(plain, conv_bias=False), _checkpoint(biased, conv_bias=True)
     table = baseline_table([unet, plain, biased, *others]).set_index("model")
     assert table.loc["unet-seg-acdc-s1", "paper row"] == "UNet"
-    assert table.loc["unet-seg-acdc-s1", ["paper BG", "paper RV", "paper MYO", "paper LV"]].tolist() == [
-        1.00, 0.81, 0.83, 0.92,
-    ]  # fmt: skip
+    assert table.loc[
+        "unet-seg-acdc-s1", ["paper BG", "paper RV", "paper MYO", "paper LV"]
+    ].tolist() == [
+        1.00,
+        0.81,
+        0.83,
+        0.92,
+    ]
     assert table.loc["unet-seg-acdc-s1", "paper mean (4 classes)"] == pytest.approx(0.89)
     assert table.loc["pspnet-seg-acdc-s1", "paper row"] == (
         "PSPNet-ResNet18, convs without bias (by conv_bias false in model.safetensors)"
@@ -178,8 +229,10 @@ def test_baseline_table_puts_the_papers_row_beside_acdc_segmentation(tmp_path: P
         assert table.loc[name, "paper row"] is None
         assert table.loc[name, ["paper BG", "paper mean (4 classes)"]].isna().all()
     # what the table read besides its inputs: the checkpoints, and the paper's file by name
-    assert table.attrs["inputs"] == {str(no_bias): sha256_file(no_bias),
-                                     str(with_bias): sha256_file(with_bias)}  # fmt: skip
+    assert table.attrs["inputs"] == {
+        str(no_bias): sha256_file(no_bias),
+        str(with_bias): sha256_file(with_bias),
+    }
     assert table.attrs["resources"] == {
         "prrmse/resources/paper_baseline.csv": sha256_file(paper.BASELINE_CSV)
     }
@@ -217,8 +270,17 @@ def test_baseline_table_bad_input_names_the_file(tmp_path: Path) -> None:
         baseline_table([tmp_path / "missing" / "metrics.json"])
 
 
-PAPER_ROW = ["paper", "pspnet-auto-t1", "pspnet-seg-acdc", "1, 17", "none", "none", "none",
-             "1, 6, 11, 12, 16, 17, 19, 20", "1"]  # fmt: skip
+PAPER_ROW = [
+    "paper",
+    "pspnet-auto-t1",
+    "pspnet-seg-acdc",
+    "1, 17",
+    "none",
+    "none",
+    "none",
+    "1, 6, 11, 12, 16, 17, 19, 20",
+    "1",
+]
 
 
 def test_plan_table_lists_layers_absent_and_shares(tmp_path: Path) -> None:
@@ -226,9 +288,18 @@ def test_plan_table_lists_layers_absent_and_shares(tmp_path: Path) -> None:
     no_bias = _plan(tmp_path, "pspnet-seg-rvsc-s0", {}, bias=False)
     table = plan_table([ours, no_bias])
     assert list(table.columns) == [
-        "plan", "source", "target", "RM", "RV", "RW", "RB", "W", "B",
-        "reused entries (%)", "reused scalars (%)",
-    ]  # fmt: skip
+        "plan",
+        "source",
+        "target",
+        "RM",
+        "RV",
+        "RW",
+        "RB",
+        "W",
+        "B",
+        "reused entries (%)",
+        "reused scalars (%)",
+    ]
     assert table["plan"].tolist() == ["paper", "ours", "ours vs paper", "ours"]
     assert table.iloc[0, :9].tolist() == PAPER_ROW
     assert table.loc[0, "reused entries (%)"] == 92 and math.isnan(
@@ -241,9 +312,11 @@ def test_plan_table_lists_layers_absent_and_shares(tmp_path: Path) -> None:
     # the RVSC plan has other tasks than the paper's: no agreement row
     assert table.loc[2, "source"] == "pspnet-auto-t1-s0"
     assert table.loc[2, ["RM", "RV", "W", "B"]].tolist() == [
-        "agree: 1, 17", "agree: none", "agree: 1; paper only: 6, 11, 12, 16, 17, 19, 20",
+        "agree: 1, 17",
+        "agree: none",
+        "agree: 1; paper only: 6, 11, 12, 16, 17, 19, 20",
         "agree: 1",
-    ]  # fmt: skip
+    ]
     assert table.attrs["resources"] == {
         "prrmse/resources/paper_plan.json": sha256_file(paper.PLAN_JSON)
     }
@@ -286,8 +359,11 @@ def test_plan_agreement_says_agree_ours_only_paper_only_and_absent(tmp_path: Pat
     assert agreement(plan, "RB", [1]) is None  # our plan has no such kind: a dash
 
     other_paper = tmp_path / "paper.json"
-    other_paper.write_text(json.dumps({"source": "x", "target": "y", "non_reusable": {"W": "1"},
-                                       "share_reused_percent": 92}))  # fmt: skip
+    other_paper.write_text(
+        json.dumps(
+            {"source": "x", "target": "y", "non_reusable": {"W": "1"}, "share_reused_percent": 92}
+        )
+    )
     with pytest.raises(PrrmseError, match=r"paper\.json: non_reusable W must list layer numbers"):
         plan_table([differs], paper_json=other_paper)
 

@@ -87,11 +87,15 @@ def test_selection_last_reports_the_last_epoch_and_never_scores_val_to_choose(
     assert not [c for c in history.columns if c.startswith("sel_")]
     # the learning curve: epochs 2 (val_every) and 3 (the reported model) only
     assert history["val_dice_mean"].isna().tolist() == [True, False, False]
-    assert history["val_dice_mean"].iloc[-1] == pytest.approx(record["metrics"]["dice_mean"], abs=1e-6)
+    assert history["val_dice_mean"].iloc[-1] == pytest.approx(
+        record["metrics"]["dice_mean"], abs=1e-6
+    )
     model, _ = load_model(tmp_path / "m" / "model.safetensors")
     dataset = load_processed(tiny_data)
     data = load_train_data(dataset, parse_model_name("unet-seg-acdc-s1"), tiny_config["train"])
-    again = validate(model, "seg", data.val.images, data.val.labels, data.val.index, 16, torch.device("cpu"))
+    again = validate(
+        model, "seg", data.val.images, data.val.labels, data.val.index, 16, torch.device("cpu")
+    )
     assert again["dice"] == record["metrics"]["dice"]
 
 
@@ -116,7 +120,9 @@ def test_best_on_holdout_selects_on_training_patients_apart_from_the_reporting_s
     model, _ = load_model(tmp_path / "m" / "model.safetensors")
     data = load_train_data(dataset, parse_model_name("unet-seg-acdc-s1"), train)
     assert data.selection is not None and data.selection.patients == held
-    again = validate(model, "seg", data.val.images, data.val.labels, data.val.index, 16, torch.device("cpu"))
+    again = validate(
+        model, "seg", data.val.images, data.val.labels, data.val.index, 16, torch.device("cpu")
+    )
     assert again["dice"] == record["metrics"]["dice"]
     # the same patients every time (a seeded draw), others with another seed
     assert carve_holdout(dataset.patients("train"), 2, 5, tiny_data)[1] == held

@@ -22,7 +22,9 @@ from prrmse.io import atomic_path
 META_KEY = "prrmse"
 
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], record: dict[str, Any]) -> None:
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], record: dict[str, Any]
+) -> None:
     """Write tensors atomically with `record` as JSON metadata."""
     payload = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     metadata = {META_KEY: json.dumps(record, sort_keys=True, default=str)}
@@ -53,7 +55,9 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     except json.JSONDecodeError as exc:
         raise PrrmseError(path, f"checkpoint metadata is not valid JSON ({exc})") from exc
     if not isinstance(record, dict):
-        raise PrrmseError(path, f"checkpoint metadata is a JSON {type(record).__name__}, not an object")
+        raise PrrmseError(
+            path, f"checkpoint metadata is a JSON {type(record).__name__}, not an object"
+        )
     return tensors, record
 
 
@@ -139,10 +143,14 @@ def load_model(
     if expect is not None:
         found = {key: record.get(key) for key in expect}
         if found != expect:
-            raise PrrmseError(path, f"checkpoint of another architecture: expected {expect}, found {found}")
+            raise PrrmseError(
+                path, f"checkpoint of another architecture: expected {expect}, found {found}"
+            )
     options = record.get("options", {})
     if not isinstance(options, dict):
-        raise PrrmseError(path, f"recorded options are a JSON {type(options).__name__}, not an object")
+        raise PrrmseError(
+            path, f"recorded options are a JSON {type(options).__name__}, not an object"
+        )
     try:
         model = build_model(record["arch"], **options)
     except PrrmseError as exc:  # names the architecture or option; say which file records it

@@ -105,24 +105,87 @@ from prrmse.claims_sweep import (
 from prrmse.io import atomic_path, sha256_file, write_text_atomic
 
 __all__ = [
-    "BN_SPEC", "CONDITIONS", "CONTROL_SPECS", "CONV_SPEC", "CORE_SPEC", "CSV_COLUMNS",
-    "FIG11_SPEC", "FIG12_SPEC", "FINETUNE_SPEC", "FLOOR_SPECS", "NETWORK_SPEC",
-    "NOT_BETTER_SPEC", "OURS", "PAPER", "PAPER_SOURCES", "PATIENT_COLUMNS", "PREDICT_SPEC",
-    "RM1_SPEC", "RUN_PATIENT_COLUMNS", "SELFFER_SPEC", "T1_AUTO_SPEC", "T1_SPEC", "V1", "V2",
-    "VERDICTS", "Bootstrap", "Claim", "ClaimInputs", "Comparison", "Drops", "Entry", "Evidence",
-    "Run", "RunKey", "Spec", "SweepFile", "Units", "bn_claim", "bn_hypothesis_claims",
-    "claims_frame", "claims_markdown", "comparisons_of", "control_claim", "conv_claim",
-    "drops_of", "evaluate_claims", "floor_claims", "network_claims", "predict_claims",
-    "read_runs", "rm1_claim", "rmse_claims", "run_claims", "run_units", "sweep_claims",
-    "table1_claims", "verdict_of", "write_claims",
-]  # fmt: skip
+    "BN_SPEC",
+    "CONDITIONS",
+    "CONTROL_SPECS",
+    "CONV_SPEC",
+    "CORE_SPEC",
+    "CSV_COLUMNS",
+    "FIG11_SPEC",
+    "FIG12_SPEC",
+    "FINETUNE_SPEC",
+    "FLOOR_SPECS",
+    "NETWORK_SPEC",
+    "NOT_BETTER_SPEC",
+    "OURS",
+    "PAPER",
+    "PAPER_SOURCES",
+    "PATIENT_COLUMNS",
+    "PREDICT_SPEC",
+    "RM1_SPEC",
+    "RUN_PATIENT_COLUMNS",
+    "SELFFER_SPEC",
+    "T1_AUTO_SPEC",
+    "T1_SPEC",
+    "V1",
+    "V2",
+    "VERDICTS",
+    "Bootstrap",
+    "Claim",
+    "ClaimInputs",
+    "Comparison",
+    "Drops",
+    "Entry",
+    "Evidence",
+    "Run",
+    "RunKey",
+    "Spec",
+    "SweepFile",
+    "Units",
+    "bn_claim",
+    "bn_hypothesis_claims",
+    "claims_frame",
+    "claims_markdown",
+    "comparisons_of",
+    "control_claim",
+    "conv_claim",
+    "drops_of",
+    "evaluate_claims",
+    "floor_claims",
+    "network_claims",
+    "predict_claims",
+    "read_runs",
+    "rm1_claim",
+    "rmse_claims",
+    "run_claims",
+    "run_units",
+    "sweep_claims",
+    "table1_claims",
+    "verdict_of",
+    "write_claims",
+]
 
 VERDICTS = ("holds", "does not hold", "inconclusive")
 CSV_COLUMNS = [
-    "id", "scope", "verdict", "interval_says", "estimate", "ci_low", "ci_high", "level",
-    "n_seeds", "n_patients", "n_units", "units", "degenerate", "statistic", "statement",
-    "paper", "paper_evidence", "reason",
-]  # fmt: skip
+    "id",
+    "scope",
+    "verdict",
+    "interval_says",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "level",
+    "n_seeds",
+    "n_patients",
+    "n_units",
+    "units",
+    "degenerate",
+    "statistic",
+    "statement",
+    "paper",
+    "paper_evidence",
+    "reason",
+]
 
 
 # --- all claims and writing ----------------------------------------------------------------
@@ -177,9 +240,7 @@ def _verdict_text(claim: Claim) -> str:
     return claim.verdict
 
 
-def claims_markdown(
-    claims: Sequence[Claim], record: dict[str, Any], min_seeds: int = 3
-) -> str:
+def claims_markdown(claims: Sequence[Claim], record: dict[str, Any], min_seeds: int = 3) -> str:
     counts = {verdict: sum(claim.verdict == verdict for claim in claims) for verdict in VERDICTS}
     lines = [
         f"<!-- provenance: {json.dumps(record, sort_keys=True, default=str)} -->",
@@ -241,9 +302,12 @@ def claims_markdown(
 
 
 def write_claims(
-    claims: Sequence[Claim], md_path: Path, csv_path: Path, record: dict[str, Any] | None = None,
+    claims: Sequence[Claim],
+    md_path: Path,
+    csv_path: Path,
+    record: dict[str, Any] | None = None,
     min_seeds: int = 3,
-) -> None:  # fmt: skip
+) -> None:
     """claims.md (provenance as an HTML comment first) and claims.csv (provenance line first)."""
     stamp = record if record is not None else provenance.stamp(product="claims")
     frame = claims_frame(claims)

@@ -56,8 +56,10 @@ def _spec(network: str, top: str, bottom: str, relation: str) -> Spec:
         f"{network}-{top.lower()}-{word.replace(' ', '-')}-{bottom.lower()}",
         f"{V2}, BN scale/shift hypotheses: in {'UNet' if network == 'unet' else 'PSPNet'} "
         f"{top} {relation} {bottom}.",
-        "{key}: over the BN layers, the geometric mean of " + f"{top}/{bottom} is "
-        + (f"above {FACTOR:g}" if far else f"within a factor {FACTOR:g} of 1") + ".",
+        "{key}: over the BN layers, the geometric mean of "
+        + f"{top}/{bottom} is "
+        + (f"above {FACTOR:g}" if far else f"within a factor {FACTOR:g} of 1")
+        + ".",
         statistic,
         "seeds",
         evidence=EVIDENCE,
@@ -66,7 +68,9 @@ def _spec(network: str, top: str, bottom: str, relation: str) -> Spec:
 
 def _log_ratios(path: Path, top: str, bottom: str) -> tuple[float, int]:
     table = read_table(path, BNSTATS_COLUMNS)
-    ratio = pd.to_numeric(table[top], errors="coerce") / pd.to_numeric(table[bottom], errors="coerce")
+    ratio = pd.to_numeric(table[top], errors="coerce") / pd.to_numeric(
+        table[bottom], errors="coerce"
+    )
     usable = ratio[np.isfinite(ratio) & (ratio > 0)]
     if usable.empty:
         return math.nan, len(table)
@@ -110,9 +114,13 @@ def bn_hypothesis_claims(paths: list[Path], evidence: Evidence, boot: Bootstrap)
         spec = _spec(network, top, bottom, relation)
         by_seed = files.get(network, {})
         values = {seed: _log_ratios(path, top, bottom) for seed, path in sorted(by_seed.items())}
-        per_seed = pd.Series({s: v for s, (v, _) in values.items() if math.isfinite(v)}, dtype=float)
+        per_seed = pd.Series(
+            {s: v for s, (v, _) in values.items() if math.isfinite(v)}, dtype=float
+        )
         if per_seed.empty:
-            why = evidence.absent("bnstats", f"no {network} BN statistics with a positive {top}/{bottom}")
+            why = evidence.absent(
+                "bnstats", f"no {network} BN statistics with a positive {top}/{bottom}"
+            )
             claims.append(inconclusive(spec, network, why))
             continue
         raw = boot.one(Units(seed_index(per_seed), False))

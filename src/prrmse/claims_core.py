@@ -78,10 +78,24 @@ class Spec:
 def inconclusive(spec: Spec, key: str, reason: str, n_units: int = 0, evidence: str = "") -> Claim:
     nan = math.nan
     return Claim(
-        _claim_id(spec, key), spec.paper, _statement(spec, key), spec.statistic,
-        nan, nan, nan, nan, 0, 0, n_units, spec.units, "inconclusive", reason,
-        scope=spec.scope, paper_evidence=evidence or spec.evidence, interval_says="inconclusive",
-    )  # fmt: skip
+        _claim_id(spec, key),
+        spec.paper,
+        _statement(spec, key),
+        spec.statistic,
+        nan,
+        nan,
+        nan,
+        nan,
+        0,
+        0,
+        n_units,
+        spec.units,
+        "inconclusive",
+        reason,
+        scope=spec.scope,
+        paper_evidence=evidence or spec.evidence,
+        interval_says="inconclusive",
+    )
 
 
 def apply_seed_policy(claim: Claim, min_seeds: int) -> Claim:
@@ -126,11 +140,25 @@ def claim_from(
     if interval.note and not interval.degenerate:
         notes.append(interval.note)
     return Claim(
-        _claim_id(spec, key), spec.paper, _statement(spec, key), spec.statistic,
-        interval.estimate, interval.low, interval.high, interval.level, interval.n_seeds,
-        interval.n_patients, n_units, spec.units, verdict, "; ".join(notes), interval.degenerate,
-        scope=spec.scope, paper_evidence=evidence or spec.evidence, interval_says=verdict,
-    )  # fmt: skip
+        _claim_id(spec, key),
+        spec.paper,
+        _statement(spec, key),
+        spec.statistic,
+        interval.estimate,
+        interval.low,
+        interval.high,
+        interval.level,
+        interval.n_seeds,
+        interval.n_patients,
+        n_units,
+        spec.units,
+        verdict,
+        "; ".join(notes),
+        interval.degenerate,
+        scope=spec.scope,
+        paper_evidence=evidence or spec.evidence,
+        interval_says=verdict,
+    )
 
 
 # --- unit values ---------------------------------------------------------------------------

@@ -34,8 +34,8 @@ from prrmse.claims_evidence import Evidence, Run, RunKey, predicted_drops, run_u
 DICE = "mean Dice of the 4 classes (background included, the paper's Table 1 mean)"
 NOT_BETTER_SPEC = Spec(
     "reuse-not-necessarily-better",
-    f"{V2}, Table 1, conclusion (1): \"loading pre-training parameters may not necessarily "
-    "improve the results\" (rows 1 vs 2, 3, 6, 7: T1-seg and RVSC-seg reuse, frozen or not, "
+    f'{V2}, Table 1, conclusion (1): "loading pre-training parameters may not necessarily '
+    'improve the results" (rows 1 vs 2, 3, 6, 7: T1-seg and RVSC-seg reuse, frozen or not, '
     "is no better than scratch, at 10 and 50 patients).",
     "{key}: from scratch, the ACDC " + DICE + " is higher than with the source's parameters.",
     "Dice(scratch) - Dice(source, mode), paired by seed (and patient)",
@@ -103,9 +103,14 @@ def paper_says(left: paper.Table1Key, right: paper.Table1Key) -> str:
 
 
 def _compare_runs(
-    spec: Spec, key: str, runs: dict[RunKey, dict[int, Run]], left: RunKey, right: RunKey,
-    boot: Bootstrap, evidence: Evidence,
-) -> Claim:  # fmt: skip
+    spec: Spec,
+    key: str,
+    runs: dict[RunKey, dict[int, Run]],
+    left: RunKey,
+    right: RunKey,
+    boot: Bootstrap,
+    evidence: Evidence,
+) -> Claim:
     said = paper_says(left[1:], right[1:])  # type: ignore[arg-type]
     if spec.scope == OURS and spec.evidence:
         said = spec.evidence
@@ -168,9 +173,12 @@ def table1_claims(
 
 
 def predict_claims(
-    runs: dict[RunKey, dict[int, Run]], plan_paths: Sequence[Path], evidence: Evidence,
-    boot: Bootstrap, min_points: int,
-) -> list[Claim]:  # fmt: skip
+    runs: dict[RunKey, dict[int, Run]],
+    plan_paths: Sequence[Path],
+    evidence: Evidence,
+    boot: Bootstrap,
+    min_points: int,
+) -> list[Claim]:
     predicted = predicted_drops(plan_paths, evidence)
     if not predicted:
         return [inconclusive(PREDICT_SPEC, "", evidence.absent("plans", "no reuse plans"))]
@@ -179,9 +187,13 @@ def predict_claims(
 
 
 def _predict_claim(
-    target: str, runs: dict[RunKey, dict[int, Run]], predicted: dict[tuple[str, str, int], float],
-    evidence: Evidence, boot: Bootstrap, min_points: int,
-) -> Claim:  # fmt: skip
+    target: str,
+    runs: dict[RunKey, dict[int, Run]],
+    predicted: dict[tuple[str, str, int], float],
+    evidence: Evidence,
+    boot: Bootstrap,
+    min_points: int,
+) -> Claim:
     # One point per (source, n): gain = frozen - scratch (same n, seed, patient).
     gains: dict[tuple[str, int], Units] = {}
     for (run_target, n, _, mode), by_seed in sorted(runs.items(), key=str):

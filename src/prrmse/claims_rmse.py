@@ -42,8 +42,8 @@ Pair = tuple[str, str]
 
 CORE_SPEC = Spec(
     "closest-source-helps-most",
-    f"{V2}, conclusion (2) from Figs. 11-12 and Table 1 rows 4, 5 vs 1, 2, 3, 6, 7: \"a "
-    "sufficiently small difference in convolutional kernels is beneficial\": the source "
+    f'{V2}, conclusion (2) from Figs. 11-12 and Table 1 rows 4, 5 vs 1, 2, 3, 6, 7: "a '
+    'sufficiently small difference in convolutional kernels is beneficial": the source '
     "with the smallest RMSE to the target is the one whose reuse beats scratch.",
     "{key}: across the sources, a smaller mean conv W RMSE to the target goes with a larger "
     "gain of reuse over scratch (same n, mode and seed).",
@@ -55,8 +55,8 @@ CORE_SPEC = Spec(
 )
 FIG12_SPEC = Spec(
     "closest-pair-t1-auto-acdc-seg",
-    f"{V2}, text under Fig. 12: of T1-seg, RVSC-seg, ACDC-seg and T1-auto, \"the T1 "
-    "auto-encoder vs ACDC segmentation pair has the smallest RMSE\".",
+    f'{V2}, text under Fig. 12: of T1-seg, RVSC-seg, ACDC-seg and T1-auto, "the T1 '
+    'auto-encoder vs ACDC segmentation pair has the smallest RMSE".',
     "{key}: the mean conv W RMSE of T1-auto vs ACDC-seg is below that of every other pair of "
     "the four.",
     "min over the other 5 pairs of mean conv W RMSE - mean conv W RMSE (T1-auto, ACDC-seg)",
@@ -65,8 +65,8 @@ FIG12_SPEC = Spec(
 )
 FIG11_SPEC = Spec(
     "large-rmse-involve-t1-seg",
-    f"{V2}, text under Fig. 11: among seg and auto models of T1 and ACDC, \"the large RMSE "
-    "values all involve the T1 segmentation model\".",
+    f'{V2}, text under Fig. 11: among seg and auto models of T1 and ACDC, "the large RMSE '
+    'values all involve the T1 segmentation model".',
     "{key}: every pair with T1-seg has a larger mean conv W RMSE than every pair without it.",
     "min over pairs with T1-seg - max over pairs without, of mean conv W RMSE",
     "pairs",
@@ -80,7 +80,9 @@ def pair_distances(inputs: ClaimInputs, evidence: Evidence) -> pd.Series:
     if not tables:
         return pd.Series(dtype=float)
     rows = pd.concat(tables, ignore_index=True)
-    rows = rows[(rows["family"] == "conv") & (rows["kind"] == "W") & (rows["key_a"] != rows["key_b"])]
+    rows = rows[
+        (rows["family"] == "conv") & (rows["kind"] == "W") & (rows["key_a"] != rows["key_b"])
+    ]
     if rows.empty:
         return pd.Series(dtype=float)
     pairs = list(zip(rows["key_a"], rows["key_b"], strict=True))

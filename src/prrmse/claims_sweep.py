@@ -26,8 +26,8 @@ from prrmse.claims_evidence import Evidence
 FIGURES = "replacement sweeps, Figs. 3-10 (drawn, no values printed)"
 BN_SPEC = Spec(
     "rm-rv-matter-more",
-    f"{V1}, conclusion (2): \"RM and RV matter more than RW and RB, which are almost "
-    "entirely reusable\".",
+    f'{V1}, conclusion (2): "RM and RV matter more than RW and RB, which are almost '
+    'entirely reusable".',
     "{key}: over the BN layers, the mean Dice drop of replacing RM and RV exceeds that of "
     "replacing RW and RB.",
     "mean over BN layers of (drop RM + drop RV)/2 - (drop RW + drop RB)/2",

@@ -23,7 +23,9 @@ RUN_NAMES = "<model> or <model>-<freeze|finetune|selffer>-from-<source>"
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="workflow config (YAML)")
+    parser.add_argument(
+        "--config", type=Path, default=Path("config/config.yaml"), help="workflow config (YAML)"
+    )
 
 
 def _run_phantoms(args: argparse.Namespace) -> None:
@@ -33,7 +35,9 @@ def _run_phantoms(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     phantoms = config["phantoms"]
     if args.dataset not in ("acdc", "rvsc", "t1"):
-        raise PrrmseError(args.config, f"no phantom generator for '{args.dataset}' (valid: acdc, rvsc, t1)")
+        raise PrrmseError(
+            args.config, f"no phantom generator for '{args.dataset}' (valid: acdc, rvsc, t1)"
+        )
     write_phantoms(args.dataset, phantoms[args.dataset], phantoms["seed"], args.out)
     print(f"phantoms {args.dataset}: written to {args.out}")
 
@@ -73,7 +77,9 @@ def _run_train(args: argparse.Namespace) -> None:
     )
     scores = record["metrics"]
     shown = (
-        "Dice " + " ".join(f"{d:.3f}" for d in scores["dice"]) if "dice" in scores else f"MSE {scores['mse']:.5f}"
+        "Dice " + " ".join(f"{d:.3f}" for d in scores["dice"])
+        if "dice" in scores
+        else f"MSE {scores['mse']:.5f}"
     )
     print(
         f"train {spec.name}: model of epoch {record['best_epoch']} ({record['selection']['rule']}), "
@@ -102,7 +108,9 @@ def _run_import_weights(args: argparse.Namespace) -> None:
     networks = config["networks"]
     if args.network not in networks:
         known = ", ".join(sorted(networks)) or "none"
-        raise PrrmseError(args.config, f"no networks entry '{args.network}' (config defines: {known})")
+        raise PrrmseError(
+            args.config, f"no networks entry '{args.network}' (config defines: {known})"
+        )
     named = start_config(networks[args.network])["encoder"]
     out = args.out
     if out is None:
@@ -113,10 +121,15 @@ def _run_import_weights(args: argparse.Namespace) -> None:
             )
         out = Path(named)
     record = import_resnet18(
-        args.pth, networks[args.network], out, args.network,
+        args.pth,
+        networks[args.network],
+        out,
+        args.network,
         where=f"{args.config}: config key networks.{args.network}",
-    )  # fmt: skip
-    note = "" if Path(named) == Path(out) else f" (networks.{args.network}.start.encoder is {named!r})"
+    )
+    note = (
+        "" if Path(named) == Path(out) else f" (networks.{args.network}.start.encoder is {named!r})"
+    )
     print(
         f"import-weights {args.network}: {record['mapping']['tensors']} encoder tensors of "
         f"{args.pth.name} (sha256 {record['source']['sha256'][:12]}), {record['mapping']['stem']}, "
@@ -143,7 +156,9 @@ def _run_sweep(args: argparse.Namespace) -> None:
     from prrmse.sweep import run_sweep
 
     settings = sweep_settings(args.config, args.threads)
-    table = run_sweep(args.target, args.source, args.data, args.out, settings, patients_csv=args.patients_csv)
+    table = run_sweep(
+        args.target, args.source, args.data, args.out, settings, patients_csv=args.patients_csv
+    )
     print(f"sweep: {len(table)} rows -> {args.out}")
 
 
@@ -168,13 +183,25 @@ def _run_plan(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     options = config["analysis"]["plan"]
-    thresholds = {"max_dice_drop": options["max_dice_drop"], "max_rel_rmse_w": options["max_rel_rmse_w"]}
+    thresholds = {
+        "max_dice_drop": options["max_dice_drop"],
+        "max_rel_rmse_w": options["max_rel_rmse_w"],
+    }
     network_name = parse_model_name(args.target).network
     if network_name not in config["networks"]:
-        raise PrrmseError(args.config, f"no networks entry '{network_name}' for the target {args.target}")
+        raise PrrmseError(
+            args.config, f"no networks entry '{network_name}' for the target {args.target}"
+        )
     network = config["networks"][network_name]
     plan = run_plan(
-        args.sweep, args.rmse, args.out, thresholds, options["rule"], args.target, args.source, network=network
+        args.sweep,
+        args.rmse,
+        args.out,
+        thresholds,
+        options["rule"],
+        args.target,
+        args.source,
+        network=network,
     )
     share = plan["share"]
     print(
@@ -192,8 +219,13 @@ def _run_figure(args: argparse.Namespace) -> None:
         runs = [run_label(name) for name in args.runs] if args.runs else None
         title = args.title
         if title is None:
-            ideal = next(iter(((read_csv_provenance(args.inputs[0]) or {}).get("ideal") or {}).values()), None)
-            title = f"RMSE to the ideal model ({run_label(Path(ideal).parent.name)})" if ideal else None
+            ideal = next(
+                iter(((read_csv_provenance(args.inputs[0]) or {}).get("ideal") or {}).values()),
+                None,
+            )
+            title = (
+                f"RMSE to the ideal model ({run_label(Path(ideal).parent.name)})" if ideal else None
+            )
         network = args.runs[0].split("-")[0] if args.runs else ""
         plot_rmse_to_ideal(args.inputs[0], args.out, runs, title, args.floor, network)
     else:
@@ -227,13 +259,21 @@ def _run_reuse(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     run = parse_run_name(args.run)
     if run.source is None:
-        raise PrrmseError(args.run, "a reuse run is named <model>-<freeze|finetune|selffer>-from-<source>")
+        raise PrrmseError(
+            args.run, "a reuse run is named <model>-<freeze|finetune|selffer>-from-<source>"
+        )
     setup = plan_setup(args.source, args.plan, run.mode, config["reuse"]["frozen_bn"])
     extra = {"reuse": {"run": run.name, "mode": run.mode, "source": run.source}}
     record = train_model(
-        run.model, config, args.data, args.out, threads=args.threads, setup=setup,
-        extra_record=extra, shared_encoder=args.shared_encoder,
-    )  # fmt: skip
+        run.model,
+        config,
+        args.data,
+        args.out,
+        threads=args.threads,
+        setup=setup,
+        extra_record=extra,
+        shared_encoder=args.shared_encoder,
+    )
     dice = " ".join(f"{d:.3f}" for d in record["metrics"]["dice"])
     print(
         f"reuse {run.name}: model of epoch {record['best_epoch']} ({record['selection']['rule']}), "
@@ -251,9 +291,16 @@ def _run_table1(args: argparse.Namespace) -> None:
     for path in args.runs:
         run = parse_run_name(path.parent.name)
         patients = path.parent / "patients.csv"
-        runs.append({"n_train": run.model.n_train, "source": run.source_label, "mode": run.mode,
-                     "seed": run.model.seed, "metrics_json": path,
-                     "patients_csv": patients if patients.exists() else None})  # fmt: skip
+        runs.append(
+            {
+                "n_train": run.model.n_train,
+                "source": run.source_label,
+                "mode": run.mode,
+                "seed": run.model.seed,
+                "metrics_json": path,
+                "patients_csv": patients if patients.exists() else None,
+            }
+        )
     min_seeds = load_config(args.config)["analysis"]["verdicts"]["min_seeds"]
     table, findings = make_table1(
         runs, args.out, bootstrap=bootstrap_settings(args.config), min_seeds=min_seeds
@@ -275,7 +322,9 @@ def _run_rmse_to_ideal(args: argparse.Namespace) -> None:
         try:
             runs[run_label(path.parent.name)] = path
         except PrrmseError:
-            raise PrrmseError(path, f"folder '{path.parent.name}' is not a run name ({RUN_NAMES})") from None
+            raise PrrmseError(
+                path, f"folder '{path.parent.name}' is not a run name ({RUN_NAMES})"
+            ) from None
     table = rmse_to_ideal(args.ideal, runs, args.out)
     print(f"rmse-to-ideal: {len(runs)} runs, {len(table)} rows -> {args.out}")
 
@@ -284,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prrmse", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    phantoms = verbs.add_parser("phantoms", help="write synthetic cardiac MRI in a dataset's real format")
+    phantoms = verbs.add_parser(
+        "phantoms", help="write synthetic cardiac MRI in a dataset's real format"
+    )
     _config_arg(phantoms)
     phantoms.add_argument("--dataset", required=True, help="acdc, rvsc or t1")
     phantoms.add_argument("--out", type=Path, required=True, help="raw dataset folder to write")
@@ -293,14 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = verbs.add_parser("prepare", help="preprocess a raw dataset into 2D arrays + index")
     _config_arg(prepare)
     prepare.add_argument("--dataset", required=True, help="a dataset named in the config")
-    prepare.add_argument("--out", type=Path, required=True, help="processed dataset folder to write")
+    prepare.add_argument(
+        "--out", type=Path, required=True, help="processed dataset folder to write"
+    )
     prepare.set_defaults(handler=_run_prepare)
 
-    qc = verbs.add_parser("qc", help="PNG montage of a prepared dataset: sample slices, label outlines, class counts")
+    qc = verbs.add_parser(
+        "qc", help="PNG montage of a prepared dataset: sample slices, label outlines, class counts"
+    )
     _config_arg(qc)
     qc.add_argument("--dataset", required=True, help="a dataset named in the config")
     qc.add_argument("--data", type=Path, required=True, help="its prepared dataset folder")
-    qc.add_argument("--out", type=Path, required=True, help="output base path (no suffix): .png and .pdf")
+    qc.add_argument(
+        "--out", type=Path, required=True, help="output base path (no suffix): .png and .pdf"
+    )
     qc.set_defaults(handler=_run_qc)
 
     train = verbs.add_parser("train", help="train one model of the study (resumes a killed run)")
@@ -310,11 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
     train.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     train.add_argument(
-        "--shared-encoder", type=Path, default=None, help="the network's shared encoder start (start.encoder: shared)"
+        "--shared-encoder",
+        type=Path,
+        default=None,
+        help="the network's shared encoder start (start.encoder: shared)",
     )
     train.set_defaults(handler=_run_train)
 
-    encoder = verbs.add_parser("encoder", help="make a network's shared encoder start (config encoders.<network>)")
+    encoder = verbs.add_parser(
+        "encoder", help="make a network's shared encoder start (config encoders.<network>)"
+    )
     _config_arg(encoder)
     encoder.add_argument("--network", required=True, help="a network of the config")
     encoder.add_argument("--out", type=Path, required=True, help="safetensors file to write")
@@ -326,33 +388,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="a torchvision ResNet-18 state dict (.pth) -> the network's encoder start file (safetensors)",
     )
     _config_arg(imported)
-    imported.add_argument("--pth", type=Path, required=True, help="torch.save(resnet18.state_dict()) file")
-    imported.add_argument("--network", default="pspnet", help="a network of the config (default: pspnet)")
     imported.add_argument(
-        "--out", type=Path, default=None, help="safetensors file to write (default: its start.encoder path)"
+        "--pth", type=Path, required=True, help="torch.save(resnet18.state_dict()) file"
+    )
+    imported.add_argument(
+        "--network", default="pspnet", help="a network of the config (default: pspnet)"
+    )
+    imported.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="safetensors file to write (default: its start.encoder path)",
     )
     imported.set_defaults(handler=_run_import_weights)
 
-    sweep = verbs.add_parser("sweep", help="replace each (layer, kind) of a target by a source's, measure Dice")
+    sweep = verbs.add_parser(
+        "sweep", help="replace each (layer, kind) of a target by a source's, measure Dice"
+    )
     _config_arg(sweep)
     sweep.add_argument("--target", type=Path, required=True, help="target model checkpoint")
     sweep.add_argument("--source", type=Path, required=True, help="source model checkpoint")
-    sweep.add_argument("--data", type=Path, required=True, help="the target's prepared dataset (val split used)")
+    sweep.add_argument(
+        "--data", type=Path, required=True, help="the target's prepared dataset (val split used)"
+    )
     sweep.add_argument("--out", type=Path, required=True, help="sweep CSV to write")
     sweep.add_argument(
-        "--patients-csv", type=Path, default=None, help="per-patient Dice CSV (default: <out stem>.patients.csv)"
+        "--patients-csv",
+        type=Path,
+        default=None,
+        help="per-patient Dice CSV (default: <out stem>.patients.csv)",
     )
     sweep.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     sweep.set_defaults(handler=_run_sweep)
 
-    bnstats = verbs.add_parser("bnstats", help="BN scale and shift (MRM, MRV, MRW, MRB) between two models")
+    bnstats = verbs.add_parser(
+        "bnstats", help="BN scale and shift (MRM, MRV, MRW, MRB) between two models"
+    )
     bnstats.add_argument("--target", type=Path, required=True, help="target model checkpoint")
     bnstats.add_argument("--source", type=Path, required=True, help="source model checkpoint")
     bnstats.add_argument("--out", type=Path, required=True, help="CSV to write")
     bnstats.set_defaults(handler=_run_bnstats)
 
     rmse = verbs.add_parser("rmse", help="per-layer RMSE between models (every pair of a group)")
-    rmse.add_argument("--models", type=Path, nargs="+", required=True, help="two or more checkpoints")
+    rmse.add_argument(
+        "--models", type=Path, nargs="+", required=True, help="two or more checkpoints"
+    )
     rmse.add_argument("--out", type=Path, required=True, help="CSV to write")
     rmse.set_defaults(handler=_run_rmse)
 
@@ -365,35 +445,50 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", type=Path, required=True, help="plan JSON to write")
     plan.set_defaults(handler=_run_plan)
 
-    figure = verbs.add_parser("figure", help="draw one of the paper's figures (3-12) as PNG and PDF")
+    figure = verbs.add_parser(
+        "figure", help="draw one of the paper's figures (3-12) as PNG and PDF"
+    )
     figure.add_argument("--number", type=int, required=True, help="figure number")
     figure.add_argument("--inputs", type=Path, nargs="+", required=True, help="the tables it draws")
     figure.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     figure.add_argument("--title", default=None, help="figure title")
     figure.add_argument("--runs", nargs="+", default=None, help="figures 13/14: the runs to draw")
-    figure.add_argument("--floor", type=Path, default=None, help="RMSE figures: seed-to-seed floor CSV")
+    figure.add_argument(
+        "--floor", type=Path, default=None, help="RMSE figures: seed-to-seed floor CSV"
+    )
     figure.set_defaults(handler=_run_figure)
 
-    reuse = verbs.add_parser("reuse", help="train a target from a source's tensors per a reuse plan")
+    reuse = verbs.add_parser(
+        "reuse", help="train a target from a source's tensors per a reuse plan"
+    )
     _config_arg(reuse)
-    reuse.add_argument("--run", required=True, help="<model>-<freeze|finetune|selffer>-from-<source>")
+    reuse.add_argument(
+        "--run", required=True, help="<model>-<freeze|finetune|selffer>-from-<source>"
+    )
     reuse.add_argument("--source", type=Path, required=True, help="source model checkpoint")
     reuse.add_argument("--plan", type=Path, required=True, help="reuse plan JSON")
     reuse.add_argument("--data", type=Path, required=True, help="the target's prepared dataset")
     reuse.add_argument("--out", type=Path, required=True, help="run folder to write")
     reuse.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     reuse.add_argument(
-        "--shared-encoder", type=Path, default=None, help="the network's shared encoder start (start.encoder: shared)"
+        "--shared-encoder",
+        type=Path,
+        default=None,
+        help="the network's shared encoder start (start.encoder: shared)",
     )
     reuse.set_defaults(handler=_run_reuse)
 
     table1 = verbs.add_parser("table1", help="the paper's Table 1 from the reuse runs' metrics")
     _config_arg(table1)
-    table1.add_argument("--runs", type=Path, nargs="+", required=True, help="metrics.json of each run")
+    table1.add_argument(
+        "--runs", type=Path, nargs="+", required=True, help="metrics.json of each run"
+    )
     table1.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     table1.set_defaults(handler=_run_table1)
 
-    ideal = verbs.add_parser("rmse-to-ideal", help="per-layer RMSE of each reuse run against the ideal model")
+    ideal = verbs.add_parser(
+        "rmse-to-ideal", help="per-layer RMSE of each reuse run against the ideal model"
+    )
     ideal.add_argument("--ideal", type=Path, required=True, help="the ideal model's checkpoint")
     ideal.add_argument("--runs", type=Path, nargs="+", required=True, help="run checkpoints")
     ideal.add_argument("--out", type=Path, required=True, help="CSV to write")
@@ -401,7 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     table = verbs.add_parser("table", help="write a table as CSV, Markdown and LaTeX")
     table.add_argument("--kind", choices=["baseline", "plans"], required=True, help="which table")
-    table.add_argument("--inputs", type=Path, nargs="+", required=True, help="metrics.json or plan JSON files")
+    table.add_argument(
+        "--inputs", type=Path, nargs="+", required=True, help="metrics.json or plan JSON files"
+    )
     table.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     table.add_argument("--caption", default=None, help="table caption")
     table.set_defaults(handler=_run_table)

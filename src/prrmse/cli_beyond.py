@@ -80,9 +80,14 @@ def _run_cka(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     device = select_device(config["analysis"]["sweep"]["device"], "analysis.sweep.device").type
     table = run_cka(
-        args.target, args.source, args.data, args.out,
-        max_images=options["max_images"], batch_size=options["batch_size"], device=device,
-    )  # fmt: skip
+        args.target,
+        args.source,
+        args.data,
+        args.out,
+        max_images=options["max_images"],
+        batch_size=options["batch_size"],
+        device=device,
+    )
     print(f"cka: {len(table)} layer pairs -> {args.out}")
 
 
@@ -99,10 +104,16 @@ def _run_claims(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     inputs = ClaimInputs(
-        sweeps=args.sweeps, rmse=args.rmse, noise_floor=args.noise_floor, plans=args.plans,
-        bnstats=args.bnstats, table1_csv=args.table1, reuse_runs=args.runs,
-        min_seeds=config["analysis"]["verdicts"]["min_seeds"], **config["analysis"]["bootstrap"],
-    )  # fmt: skip
+        sweeps=args.sweeps,
+        rmse=args.rmse,
+        noise_floor=args.noise_floor,
+        plans=args.plans,
+        bnstats=args.bnstats,
+        table1_csv=args.table1,
+        reuse_runs=args.runs,
+        min_seeds=config["analysis"]["verdicts"]["min_seeds"],
+        **config["analysis"]["bootstrap"],
+    )
     claims = run_claims(inputs, args.out, args.csv)
     counts = {
         v: sum(c.verdict == v for c in claims) for v in ("holds", "does not hold", "inconclusive")

@@ -136,7 +136,9 @@ def site_path(config: dict[str, Any], config_path: str | Path) -> Path | None:
     return path if path.is_absolute() else Path(config_path).parent / path
 
 
-def read_site(config: dict[str, Any], config_path: str | Path) -> tuple[Path, dict[str, Any]] | None:
+def read_site(
+    config: dict[str, Any], config_path: str | Path
+) -> tuple[Path, dict[str, Any]] | None:
     """The site file a config names and its content; None when it names none or the file
     is absent (a config with no site file is used as it is)."""
     path = site_path(config, config_path)
@@ -186,7 +188,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate_config(config, path, site=found)
 
 
-def dataset_config(config: dict[str, Any], name: str, source: str | Path = "config") -> dict[str, Any]:
+def dataset_config(
+    config: dict[str, Any], name: str, source: str | Path = "config"
+) -> dict[str, Any]:
     datasets = config.get("datasets", {})
     if name not in datasets:
         known = ", ".join(sorted(datasets)) or "none"

@@ -104,9 +104,7 @@ def make_shared_encoder(
 def _encoder_tensors(state: dict[str, Any], network_name: str) -> dict[str, Any]:
     tensors = prefixed(state, ENCODER_MODULE)
     if not tensors:
-        raise PrrmseError(
-            f"network {network_name}", f"has no '{ENCODER_MODULE}' part to share"
-        )
+        raise PrrmseError(f"network {network_name}", f"has no '{ENCODER_MODULE}' part to share")
     return tensors
 
 
@@ -150,15 +148,26 @@ def _pretext(
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as temp:
         raw, processed = Path(temp) / "raw", Path(temp) / "processed"
         write_phantoms("acdc", phantom, pool["seed"], raw)
-        summary = prepare_dataset(POOL_DATASET, {**dataset, "root": str(raw)}, config["prepare"], processed)
+        summary = prepare_dataset(
+            POOL_DATASET, {**dataset, "root": str(raw)}, config["prepare"], processed
+        )
         log(f"encoder {network_name}: pool of {summary['n_slices']} slices, training {spec.name}")
-        record = train_model(spec, pretext_config, processed, Path(temp) / "model", threads=threads, log=log)
+        record = train_model(
+            spec, pretext_config, processed, Path(temp) / "model", threads=threads, log=log
+        )
         tensors, _ = load_tensors(Path(temp) / "model" / "model.safetensors")
     made = {
         "recipe": "pretext",
-        "pool": {"phantoms": phantom, "seed": pool["seed"], "split": dataset["split"],
-                 "slices": summary["slices"], "index_sha256": record["data"]["index_sha256"]},
-        "pretext_model": {key: record[key] for key in
-                          ("name", "task", "seed", "start", "best_epoch", "metrics", "config")},
-    }  # fmt: skip
+        "pool": {
+            "phantoms": phantom,
+            "seed": pool["seed"],
+            "split": dataset["split"],
+            "slices": summary["slices"],
+            "index_sha256": record["data"]["index_sha256"],
+        },
+        "pretext_model": {
+            key: record[key]
+            for key in ("name", "task", "seed", "start", "best_epoch", "metrics", "config")
+        },
+    }
     return _encoder_tensors(tensors, network_name), made

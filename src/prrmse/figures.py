@@ -151,9 +151,18 @@ def shade_absent(ax: Axes, layers: Sequence[int], n_layers: int, what: str) -> b
         ax.axvspan(run[0] - 0.5, run[-1] + 0.5, color=ABSENT_COLOUR, zorder=0, linewidth=0)
         wide = len(run) >= 3 or len(run) == n_layers
         note = f"{what} absent in every layer" if len(run) == n_layers else f"{what} absent"
-        ax.text((run[0] + run[-1]) / 2, 0.5, note, transform=ax.get_xaxis_transform(),
-                ha="center", va="center", rotation=0 if wide else 90, fontsize=8,
-                color="#555555", zorder=1)  # fmt: skip
+        ax.text(
+            (run[0] + run[-1]) / 2,
+            0.5,
+            note,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="center",
+            rotation=0 if wide else 90,
+            fontsize=8,
+            color="#555555",
+            zorder=1,
+        )
     return bool(layers)
 
 
@@ -194,9 +203,14 @@ def floor_band(ax: Axes, floor: pd.DataFrame | None) -> Any:
     # filled and outlined as well as hatched: a floor whose min and max nearly agree is a
     # thin band that hatching alone would leave invisible
     return ax.fill_between(
-        floor.index, floor["floor_low"].to_numpy(float), floor["floor_high"].to_numpy(float),
-        **FLOOR_STYLE, zorder=0, step="mid", label="seed-to-seed floor (min-max over models)",
-    )  # fmt: skip
+        floor.index,
+        floor["floor_low"].to_numpy(float),
+        floor["floor_high"].to_numpy(float),
+        **FLOOR_STYLE,
+        zorder=0,
+        step="mid",
+        label="seed-to-seed floor (min-max over models)",
+    )
 
 
 FLOOR_STYLE: dict[str, Any] = {
@@ -252,11 +266,17 @@ def save_figure(figure: Figure, out_base: Path, record: dict[str, Any]) -> tuple
     with house_style(), atomic_path(png) as png_temp, atomic_path(pdf) as pdf_temp:
         # The temp names end in .tmp-<pid>: the format must be named, not inferred.
         figure.savefig(png_temp, format="png", metadata={"Title": title, "prrmse": text})
-        figure.savefig(pdf_temp, format="pdf", metadata={
-            "Title": title, "Subject": text, "Keywords": "prrmse provenance (JSON in Subject)",
-            "Creator": f"prrmse {record.get('code', {}).get('version', '')}".strip(),
-            "CreationDate": None,
-        })  # fmt: skip
+        figure.savefig(
+            pdf_temp,
+            format="pdf",
+            metadata={
+                "Title": title,
+                "Subject": text,
+                "Keywords": "prrmse provenance (JSON in Subject)",
+                "Creator": f"prrmse {record.get('code', {}).get('version', '')}".strip(),
+                "CreationDate": None,
+            },
+        )
     return png, pdf
 
 
@@ -324,8 +344,14 @@ def draw_sweep(table: pd.DataFrame, family: str, title: str, where: str | Path =
         any_absent |= shade_absent(ax, absent_layers(table, family, kind), n_layers, kind)
         for cls in series.columns:
             thin, colour = cls == 0, CLASS_COLOURS.get(cls, "#000000")
-            ax.plot(series.index, series[cls], marker=CLASS_MARKERS.get(cls, "o"),
-                    ms=3 if thin else 4, lw=0.8 if thin else 1.3, color=colour)  # fmt: skip
+            ax.plot(
+                series.index,
+                series[cls],
+                marker=CLASS_MARKERS.get(cls, "o"),
+                ms=3 if thin else 4,
+                lw=0.8 if thin else 1.3,
+                color=colour,
+            )
             if intervals:
                 low = sweep_series(table, family, kind, n_layers, "dice_low")[cls]
                 high = sweep_series(table, family, kind, n_layers, "dice_high")[cls]
@@ -339,10 +365,17 @@ def draw_sweep(table: pd.DataFrame, family: str, title: str, where: str | Path =
     name = "BN layer" if family == "bn" else "Conv layer"
     layer_axis(axes[-1], n_layers, f"{name} (forward order, head excluded)")
     handles: list[Any] = [
-        Line2D([], [], color=CLASS_COLOURS.get(c, "#000"), marker=CLASS_MARKERS.get(c, "o"),
-               ms=4, lw=1.3, label=f"{c} {CLASS_NAMES.get(c, '')}".strip())
+        Line2D(
+            [],
+            [],
+            color=CLASS_COLOURS.get(c, "#000"),
+            marker=CLASS_MARKERS.get(c, "o"),
+            ms=4,
+            lw=1.3,
+            label=f"{c} {CLASS_NAMES.get(c, '')}".strip(),
+        )
         for c in sorted(baseline)
-    ]  # fmt: skip
+    ]
     handles.append(
         Line2D([], [], color="#000000", ls="--", lw=0.9, label="baseline (nothing replaced)")
     )
@@ -379,9 +412,17 @@ def plot_conv_sweep(sweep_csv: Path, out_base: Path, title: str | None = None) -
 # --- dispatch -----------------------------------------------------------------------------
 
 FIGURE_KINDS = {
-    3: "bn_sweep", 7: "bn_sweep", 4: "conv_sweep", 8: "conv_sweep", 5: "bn_stats",
-    9: "bn_stats", 6: "conv_rmse", 10: "conv_rmse", 11: "group_rmse", 12: "group_rmse",
-}  # fmt: skip
+    3: "bn_sweep",
+    7: "bn_sweep",
+    4: "conv_sweep",
+    8: "conv_sweep",
+    5: "bn_stats",
+    9: "bn_stats",
+    6: "conv_rmse",
+    10: "conv_rmse",
+    11: "group_rmse",
+    12: "group_rmse",
+}
 
 
 def make_figure(

@@ -62,9 +62,15 @@ def _draw_heatmap(ax: Axes, grid: pd.DataFrame, label_a: str, label_b: str) -> A
     n_a, n_b = grid.shape
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad=NAN_COLOUR)
     image = ax.imshow(
-        np.ma.masked_invalid(grid.to_numpy()), cmap=cmap, vmin=0.0, vmax=1.0, origin="lower",
-        extent=(0.5, n_b + 0.5, 0.5, n_a + 0.5), aspect="auto", interpolation="nearest",
-    )  # fmt: skip
+        np.ma.masked_invalid(grid.to_numpy()),
+        cmap=cmap,
+        vmin=0.0,
+        vmax=1.0,
+        origin="lower",
+        extent=(0.5, n_b + 0.5, 0.5, n_a + 0.5),
+        aspect="auto",
+        interpolation="nearest",
+    )
     ax.set_box_aspect(1)
     ax.set_xticks(_layer_ticks(n_b, HEATMAP_EVERY_UP_TO))
     ax.set_yticks(_layer_ticks(n_a, HEATMAP_EVERY_UP_TO))
@@ -91,9 +97,16 @@ def _draw_per_layer(ax: Axes, grid: pd.DataFrame, label_b: str) -> list[Any]:
         ax.set_xticks(layers, minor=True)
     return [
         Patch(color=OKABE_ITO[1], label="same layer in both models (diagonal of (a))"),
-        Line2D([], [], color=OKABE_ITO[4], marker="o", ms=3.5, lw=1.1,
-               label=f"best match over all layers of {label_b}"),
-    ]  # fmt: skip
+        Line2D(
+            [],
+            [],
+            color=OKABE_ITO[4],
+            marker="o",
+            ms=3.5,
+            lw=1.1,
+            label=f"best match over all layers of {label_b}",
+        ),
+    ]
 
 
 def draw_cka(table: pd.DataFrame, record: dict[str, Any], where: Path) -> Figure:

@@ -84,8 +84,14 @@ def draw_controls(rows: pd.DataFrame, title: str) -> Figure:
         for number, condition in enumerate(conditions):
             colour = OKABE_ITO[number % len(OKABE_ITO)]
             series = _series(rows, condition, kind, n_layers, "difference")
-            ax.plot(series.index, series.to_numpy(), lw=1.1, ms=3.2, color=colour,
-                    marker=MARKERS[number % len(MARKERS)])  # fmt: skip
+            ax.plot(
+                series.index,
+                series.to_numpy(),
+                lw=1.1,
+                ms=3.2,
+                color=colour,
+                marker=MARKERS[number % len(MARKERS)],
+            )
             if has_intervals(rows, "difference"):
                 low, high = (
                     _series(rows, condition, kind, n_layers, v)
@@ -99,10 +105,16 @@ def draw_controls(rows: pd.DataFrame, title: str) -> Figure:
         layer_axis(ax, n_layers, f"{name} (head excluded)" if lowest else None)
         ax.tick_params(axis="x", labelrotation=90 if n_layers > 12 else 0)
     handles: list[Any] = [
-        Line2D([], [], color=OKABE_ITO[n % len(OKABE_ITO)], marker=MARKERS[n % len(MARKERS)], lw=1.1,
-               label=CONDITIONS[c])
+        Line2D(
+            [],
+            [],
+            color=OKABE_ITO[n % len(OKABE_ITO)],
+            marker=MARKERS[n % len(MARKERS)],
+            lw=1.1,
+            label=CONDITIONS[c],
+        )
         for n, c in enumerate(conditions)
-    ]  # fmt: skip
+    ]
     if has_intervals(rows, "difference"):
         handles.append(interval_handle(rows))
     handles += [absent_handle("B")] if absent else []

@@ -110,9 +110,13 @@ def rmse_matrix(table: pd.DataFrame, models: Sequence[str], kind: str = "W") -> 
 
 
 def _draw_pairs(
-    ax: Axes, table: pd.DataFrame, pairs: Sequence[tuple[str, str]], kind: str,
-    labels: dict[str, str], floor: pd.DataFrame | None = None,
-) -> bool:  # fmt: skip
+    ax: Axes,
+    table: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]],
+    kind: str,
+    labels: dict[str, str],
+    floor: pd.DataFrame | None = None,
+) -> bool:
     """One line per pair on the kind's panel (with its interval band where the table has
     one, over the seed-to-seed floor where given); True if the kind is absent somewhere."""
     family = FAMILY_OF_KIND[kind]
@@ -122,9 +126,15 @@ def _draw_pairs(
     for number, pair in enumerate(pairs):
         series = rmse_series(table, pair, kind, n_layers)
         colour = OKABE_ITO[number % len(OKABE_ITO)]
-        ax.plot(series.index, series.to_numpy(), lw=1.1, ms=3.5,
-                color=colour, marker=MARKERS[number % len(MARKERS)],
-                label=f"{labels[pair[0]]} vs {labels[pair[1]]}")  # fmt: skip
+        ax.plot(
+            series.index,
+            series.to_numpy(),
+            lw=1.1,
+            ms=3.5,
+            color=colour,
+            marker=MARKERS[number % len(MARKERS)],
+            label=f"{labels[pair[0]]} vs {labels[pair[1]]}",
+        )
         if has_intervals(table, "rmse"):
             low = rmse_series(table, pair, kind, n_layers, "rmse_low")
             high = rmse_series(table, pair, kind, n_layers, "rmse_high")
@@ -297,17 +307,31 @@ def draw_bn_stats(table: pd.DataFrame, title: str) -> Figure:
             low, high = table[f"{column}_low"].astype(float), table[f"{column}_high"].astype(float)
             errors = np.vstack([(values - low).clip(lower=0), (high - values).clip(lower=0)])
             extras["interval"] = interval_handle(table)
-        ax.bar(table["layer"], values, width=0.7, color=OKABE_ITO[3], yerr=errors,
-               error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#333333"})  # fmt: skip
+        ax.bar(
+            table["layer"],
+            values,
+            width=0.7,
+            color=OKABE_ITO[3],
+            yerr=errors,
+            error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#333333"},
+        )
         if column in ("MRV", "MRW"):
             extras["ref"] = ax.axhline(1.0, ls="--", lw=0.9, color="#000000", label="1 (no change)")
         if column == "MRW" and values.isna().any():
             undefined = table.loc[values.isna(), "layer"]
             extras["undefined"] = ax.plot(
-                undefined, np.zeros(len(undefined)), ls="none", marker="x", ms=7, mew=1.5,
-                color=OKABE_ITO[4], clip_on=False, zorder=5, transform=ax.get_xaxis_transform(),
+                undefined,
+                np.zeros(len(undefined)),
+                ls="none",
+                marker="x",
+                ms=7,
+                mew=1.5,
+                color=OKABE_ITO[4],
+                clip_on=False,
+                zorder=5,
+                transform=ax.get_xaxis_transform(),
                 label="MRW undefined (a target weight is 0)",
-            )[0]  # fmt: skip
+            )[0]
         if column in ("MRM", "MRB"):
             ax.set_ylim(bottom=0)  # means of magnitudes: never below 0
         ax.set_ylabel(column)

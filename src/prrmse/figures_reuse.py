@@ -124,9 +124,16 @@ def draw_rmse_to_ideal(
         for number, run in enumerate(runs):
             series = _series(body, run, kind, n_layers)
             colour = OKABE_ITO[number % len(OKABE_ITO)]
-            ax.plot(series.index, series.to_numpy(), lw=1.1, ms=3.5, label=run, color=colour,
-                    marker=MARKERS[number % len(MARKERS)],
-                    ls=LINE_STYLES[number // len(OKABE_ITO) % len(LINE_STYLES)])  # fmt: skip
+            ax.plot(
+                series.index,
+                series.to_numpy(),
+                lw=1.1,
+                ms=3.5,
+                label=run,
+                color=colour,
+                marker=MARKERS[number % len(MARKERS)],
+                ls=LINE_STYLES[number // len(OKABE_ITO) % len(LINE_STYLES)],
+            )
             if intervals:
                 low, high = (
                     _series(body, run, kind, n_layers, v) for v in ("rmse_low", "rmse_high")

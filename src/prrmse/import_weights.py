@@ -71,13 +71,19 @@ def read_state_dict(pth: Path) -> dict[str, torch.Tensor]:
         raise PrrmseError(pth, _load_failure(exc)) from exc
     if not isinstance(loaded, dict):
         raise PrrmseError(
-            pth, f"holds a {type(loaded).__name__}, not a state dict (a mapping of names to tensors)"
+            pth,
+            f"holds a {type(loaded).__name__}, not a state dict (a mapping of names to tensors)",
         )
     for key, value in loaded.items():
         if not isinstance(value, torch.Tensor):
-            hint = " (a training checkpoint? save model.state_dict() itself)" if isinstance(value, dict) else ""
+            hint = (
+                " (a training checkpoint? save model.state_dict() itself)"
+                if isinstance(value, dict)
+                else ""
+            )
             raise PrrmseError(
-                pth, f"entry {key!r} is a {type(value).__name__}, not a tensor: not a plain state dict{hint}"
+                pth,
+                f"entry {key!r} is a {type(value).__name__}, not a tensor: not a plain state dict{hint}",
             )
     return {str(key): value for key, value in loaded.items()}
 
@@ -89,16 +95,22 @@ def _load_failure(exc: Exception) -> str:
         line = line.strip()
         if line.startswith("WeightsUnpickler error:"):
             reason = line.removeprefix("WeightsUnpickler error:").strip().split(". ")[0]
-            return f"not a file of plain tensors: torch.load(weights_only=True) refused it ({reason})"
+            return (
+                f"not a file of plain tensors: torch.load(weights_only=True) refused it ({reason})"
+            )
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"not a state dict torch.load(weights_only=True) can read ({type(exc).__name__}: {first[:200]})"
 
 
-def check_resnet18(pth: Path, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, list[int]]]:
+def check_resnet18(
+    pth: Path, state: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, list[int]]]:
     """The encoder tensors of a torchvision ResNet-18 state dict (classifier split off and
     returned as name -> shape); anything that does not map tensor for tensor is refused."""
     reference = resnet18_reference()
-    dropped = {key: list(value.shape) for key, value in state.items() if key.startswith(DROPPED_PREFIX)}
+    dropped = {
+        key: list(value.shape) for key, value in state.items() if key.startswith(DROPPED_PREFIX)
+    }
     tensors = {key: value for key, value in state.items() if not key.startswith(DROPPED_PREFIX)}
     missing = sorted(set(reference) - set(tensors))
     unexpected = sorted(set(tensors) - set(reference))
@@ -156,11 +168,17 @@ def target_encoder(network: dict[str, Any], where: str) -> nn.Module:
     keys = set(expected) - optional
     wrong = sorted(keys ^ set(reference))
     wrong += sorted(
-        key for key in keys & set(reference)
+        key
+        for key in keys & set(reference)
         if key != STEM_KEY and tuple(expected[key].shape) != reference[key][0]
-    )  # fmt: skip
+    )
     stem = tuple(expected[STEM_KEY].shape) if STEM_KEY in expected else ()
-    if wrong or len(stem) != 4 or stem[0] != reference[STEM_KEY][0][0] or stem[2:] != reference[STEM_KEY][0][2:]:
+    if (
+        wrong
+        or len(stem) != 4
+        or stem[0] != reference[STEM_KEY][0][0]
+        or stem[2:] != reference[STEM_KEY][0][2:]
+    ):
         raise PrrmseError(
             where, f"its encoder is not a ResNet-18 (differs at {_some(wrong or [STEM_KEY])})"
         )

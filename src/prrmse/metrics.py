@@ -56,9 +56,7 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray, index: pd.DataFrame) -> 
     volumes = volume_ids(index)
     n_volumes = int(volumes.max()) + 1 if len(volumes) else 0
     counts = confusion_counts(pred, truth, volumes, n_volumes)
-    patient_of_volume = (
-        pd.Series(index["patient"].to_numpy()).groupby(volumes).first().to_numpy()
-    )
+    patient_of_volume = pd.Series(index["patient"].to_numpy()).groupby(volumes).first().to_numpy()
     return patient_mean_dice(dice_from_counts(counts), patient_of_volume)
 
 

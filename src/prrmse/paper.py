@@ -61,7 +61,9 @@ def _fractions(table: pd.DataFrame, columns: list[str], path: Path) -> None:
         if bad.any():
             raise PrrmseError(path, f"{column}: {table.loc[bad, column].iloc[0]!r} is not a number")
         if ((values < 0) | (values > 1)).any():
-            raise PrrmseError(path, f"{column}: Dice must be a fraction in [0, 1], not a percentage")
+            raise PrrmseError(
+                path, f"{column}: Dice must be a fraction in [0, 1], not a percentage"
+            )
         table[column] = values.astype(float)
 
 
@@ -99,7 +101,7 @@ def table1_label(key: Table1Key) -> str:
 
 
 def table1_value_text(key: Table1Key, rows: dict[Table1Key, pd.Series]) -> str:
-    """"n10 T1-seg freeze 0.67" from the paper's 4-class mean; a misprint says so."""
+    """ "n10 T1-seg freeze 0.67" from the paper's 4-class mean; a misprint says so."""
     row = rows.get(key)
     if row is None:
         return f"{table1_label(key)}: not in the paper"

@@ -33,7 +33,9 @@ def resolve_precision(choice: str, device: torch.device, key: str = "train.preci
             return "fp32"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if choice == "fp16" and device.type != "cuda":
-        raise PrrmseError(f"config {key}", f"fp16 needs a CUDA device, this job runs on {device.type}")
+        raise PrrmseError(
+            f"config {key}", f"fp16 needs a CUDA device, this job runs on {device.type}"
+        )
     return choice
 
 

@@ -158,7 +158,9 @@ def freeze(
     forward pass, "eval" runs their BN modules in eval mode whenever the model trains.
     """
     if frozen_bn not in FROZEN_BN:
-        raise PrrmseError("reuse frozen_bn", f"unknown {frozen_bn!r}; valid: {', '.join(FROZEN_BN)}")
+        raise PrrmseError(
+            "reuse frozen_bn", f"unknown {frozen_bn!r}; valid: {', '.join(FROZEN_BN)}"
+        )
     buffers: dict[int, tuple[nn.Module, list[str]]] = {}
     for module, attribute, tensor in loaded:
         if isinstance(tensor, nn.Parameter):
@@ -173,7 +175,9 @@ def freeze(
     return loaded
 
 
-def eval_bn_modules(model: nn.Module, frozen: list[tuple[nn.Module, str, torch.Tensor]]) -> list[str]:
+def eval_bn_modules(
+    model: nn.Module, frozen: list[tuple[nn.Module, str, torch.Tensor]]
+) -> list[str]:
     """Names of the modules `frozen_bn: eval` runs in eval mode, in model order."""
     chosen = {id(module) for module, attribute, _ in frozen if attribute in RUNNING_STATS}
     return [name for name, module in model.named_modules() if id(module) in chosen]

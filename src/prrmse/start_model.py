@@ -40,7 +40,6 @@ def build_start(network: dict[str, Any], start: Start, where: str | Path = "star
     return model
 
 
-
 def load_encoder_start(model: nn.Module, path: Path, sha256: str | None = None) -> None:
     """Load a safetensors file of encoder tensors into `model.encoder`, strictly."""
     encoder = getattr(model, ENCODER_MODULE, None)

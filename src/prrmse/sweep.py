@@ -419,9 +419,15 @@ def run_sweep(
     source, _ = load_model(source_ckpt)
     val = _validation_set(data_dir, log)
     table, patients = replacement_sweep_tables(
-        target, source, val.images, val.labels, val.index, settings,
-        source_name=str(source_ckpt), log=log,
-    )  # fmt: skip
+        target,
+        source,
+        val.images,
+        val.labels,
+        val.index,
+        settings,
+        source_name=str(source_ckpt),
+        log=log,
+    )
     record = stamp(
         target=str(target_ckpt),
         source=str(source_ckpt),
@@ -434,9 +440,11 @@ def run_sweep(
     )
     table = with_condition(table, "source")
     write_patient_sweep_csv(
-        patients_csv or patients_csv_path(out_csv), with_condition(patients, "source", first=True),
-        record, out_csv,
-    )  # fmt: skip
+        patients_csv or patients_csv_path(out_csv),
+        with_condition(patients, "source", first=True),
+        record,
+        out_csv,
+    )
     write_sweep_csv(out_csv, table, record)
     return table
 
@@ -477,9 +485,15 @@ def run_control_sweep(
     for condition in conditions:
         source = control_source(condition, network, start)
         table, patients = replacement_sweep_tables(
-            target, source, val.images, val.labels, val.index, settings,
-            source_name=f"{condition} of {target_ckpt}", log=log,
-        )  # fmt: skip
+            target,
+            source,
+            val.images,
+            val.labels,
+            val.index,
+            settings,
+            source_name=f"{condition} of {target_ckpt}",
+            log=log,
+        )
         tables.append(with_condition(table, condition))
         patient_tables.append(with_condition(patients, condition, first=True))
     record = stamp(
@@ -500,8 +514,10 @@ def run_control_sweep(
     table = pd.concat(tables, ignore_index=True)
     write_patient_sweep_csv(
         patients_csv or patients_csv_path(out_csv),
-        pd.concat(patient_tables, ignore_index=True), record, out_csv,
-    )  # fmt: skip
+        pd.concat(patient_tables, ignore_index=True),
+        record,
+        out_csv,
+    )
     write_sweep_csv(out_csv, table, record)
     return table
 

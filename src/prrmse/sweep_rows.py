@@ -28,9 +28,17 @@ from prrmse.metrics import NUM_CLASSES, confusion_counts, dice_from_counts, pati
 from prrmse.models import ARCH_ATTR
 
 COLUMNS = (
-    "family", "layer", "module", "head", "kind", "status", "class",
-    "dice", "baseline_dice", "difference",
-)  # fmt: skip
+    "family",
+    "layer",
+    "module",
+    "head",
+    "kind",
+    "status",
+    "class",
+    "dice",
+    "baseline_dice",
+    "difference",
+)
 DICE_COLUMNS = ("dice", "baseline_dice", "difference")
 PATIENT_SWEEP_COLUMNS = ("family", "layer", "kind", "patient", "class", "dice")
 
@@ -55,8 +63,11 @@ def check_compatible(
     for mine, theirs in zip(target_layers, source_layers, strict=False):
         label = layer_label(mine)
         if (mine.family, mine.number, mine.module_name, mine.head) != (
-            theirs.family, theirs.number, theirs.module_name, theirs.head,
-        ):  # fmt: skip
+            theirs.family,
+            theirs.number,
+            theirs.module_name,
+            theirs.head,
+        ):
             raise PrrmseError(
                 source_name,
                 f"layer {label} is {theirs.module_name} in the source, {mine.module_name} in the target",

@@ -52,10 +52,22 @@ CLASS_LABELS = {
 }
 # Ours first, then the paper's, both on the 4-class mean; the foreground mean after.
 COLUMNS = [
-    *KEYS, "n_seeds", *CLASSES, "dice_mean4", "dice_mean4_low", "dice_mean4_high",
-    "dice_mean4_sd", "n_patients", *(f"paper_{c}" for c in CLASSES), "paper_dice_mean4",
-    "diff_dice_mean4", "dice_fg", "paper_dice_fg", "diff_dice_fg", "paper_note",
-]  # fmt: skip
+    *KEYS,
+    "n_seeds",
+    *CLASSES,
+    "dice_mean4",
+    "dice_mean4_low",
+    "dice_mean4_high",
+    "dice_mean4_sd",
+    "n_patients",
+    *(f"paper_{c}" for c in CLASSES),
+    "paper_dice_mean4",
+    "diff_dice_mean4",
+    "dice_fg",
+    "paper_dice_fg",
+    "diff_dice_fg",
+    "paper_note",
+]
 PAPER_CSV = paper.TABLE1_CSV
 Key = tuple[int, str | None, str]
 _source = paper.source_label
@@ -194,10 +206,15 @@ def _nanmean(values: np.ndarray) -> list[float]:
 
 def _header(column: str) -> str:
     names = {
-        "n_train": "n", "n_seeds": "seeds", "n_patients": "patients", "paper_note": "paper note",
-        "dice_mean4_sd": "mean (4) sd over seeds", "dice_mean4_low": "mean (4) 95% low",
-        "dice_mean4_high": "mean (4) 95% high", "paper_dice_fg": "paper mean (RV, MYO, LV), computed",
-    }  # fmt: skip
+        "n_train": "n",
+        "n_seeds": "seeds",
+        "n_patients": "patients",
+        "paper_note": "paper note",
+        "dice_mean4_sd": "mean (4) sd over seeds",
+        "dice_mean4_low": "mean (4) 95% low",
+        "dice_mean4_high": "mean (4) 95% high",
+        "paper_dice_fg": "paper mean (RV, MYO, LV), computed",
+    }
     if column in names:
         return names[column]
     for prefix, word in (("paper_", "paper "), ("diff_", "Δ ")):
@@ -233,9 +250,17 @@ def _latex(shown: pd.DataFrame, caption: str) -> str:
         return str(value).replace("_", r"\_").replace("—", "--").replace("Δ", r"$\Delta$")
 
     spec = "lll" + "r" * (len(shown.columns) - 3)
-    lines = [r"\begin{table}", r"\centering", rf"\caption{{{cell(caption)}}}", r"\label{tab:table1}",
-             r"\resizebox{\textwidth}{!}{%", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(cell(_header(c)) for c in shown.columns) + r" \\", r"\midrule"]  # fmt: skip
+    lines = [
+        r"\begin{table}",
+        r"\centering",
+        rf"\caption{{{cell(caption)}}}",
+        r"\label{tab:table1}",
+        r"\resizebox{\textwidth}{!}{%",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(cell(_header(c)) for c in shown.columns) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(cell(v) for v in row) + r" \\" for row in shown.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
     return "\n".join(lines) + "\n"

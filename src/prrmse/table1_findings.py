@@ -39,28 +39,48 @@ def _findings_of(keys: list[Table1Key]) -> list[Finding]:
         scratch: Table1Key = (n, None, "scratch")
         for source in ("T1-seg", "RVSC-seg"):
             for mode in ("freeze", "finetune"):
-                found.append((
-                    f"reuse does not necessarily help: {source} {mode} is no better than "
-                    f"scratch at {n} patients", f"{PAPER_SCOPE}, conclusion (1)",
-                    scratch, ">=", (n, source, mode),
-                ))  # fmt: skip
+                found.append(
+                    (
+                        f"reuse does not necessarily help: {source} {mode} is no better than "
+                        f"scratch at {n} patients",
+                        f"{PAPER_SCOPE}, conclusion (1)",
+                        scratch,
+                        ">=",
+                        (n, source, mode),
+                    )
+                )
         for mode in ("freeze", "finetune"):
-            found.append((
-                f"T1-auto {mode} beats scratch at {n} patients",
-                f"{PAPER_SCOPE}, conclusion (2)", (n, "T1-auto", mode), ">", scratch,
-            ))  # fmt: skip
+            found.append(
+                (
+                    f"T1-auto {mode} beats scratch at {n} patients",
+                    f"{PAPER_SCOPE}, conclusion (2)",
+                    (n, "T1-auto", mode),
+                    ">",
+                    scratch,
+                )
+            )
     for n in (10, 50):
         for source in ("T1-seg", "T1-auto", "RVSC-seg"):
-            found.append((
-                f"fine-tuned beats frozen: {source}, {n} patients", OURS_SCOPE,
-                (n, source, "finetune"), ">", (n, source, "freeze"),
-            ))  # fmt: skip
+            found.append(
+                (
+                    f"fine-tuned beats frozen: {source}, {n} patients",
+                    OURS_SCOPE,
+                    (n, source, "finetune"),
+                    ">",
+                    (n, source, "freeze"),
+                )
+            )
     for key in keys:
         if key[2] == "selffer":
-            found.append((
-                f"the selffer control is at least as good as scratch at {key[0]} patients",
-                OURS_SCOPE, key, ">=", (key[0], None, "scratch"),
-            ))  # fmt: skip
+            found.append(
+                (
+                    f"the selffer control is at least as good as scratch at {key[0]} patients",
+                    OURS_SCOPE,
+                    key,
+                    ">=",
+                    (key[0], None, "scratch"),
+                )
+            )
     return found
 
 
@@ -97,20 +117,24 @@ def table1_findings(table: pd.DataFrame, min_seeds: int = MIN_SEEDS) -> list[dic
         seeds = [int(index[key]["n_seeds"]) if key in index else 0 for key in (left, right)]
         holds_ours = compare(values["ours"][0], op, values["ours"][1])
         holds_paper = compare(values["paper"][0], op, values["paper"][1])
-        rows.append({
-            "finding": statement,
-            "scope": scope,
-            "metric": f"{METRIC} (mean of the 4 classes, background included)",
-            "left": table1_label(left),
-            "op": op,
-            "right": table1_label(right),
-            "paper_left": values["paper"][0],
-            "paper_right": values["paper"][1],
-            "holds_paper": "n/a" if holds_paper is None else ("yes" if holds_paper else "no"),
-            "ours_left": values["ours"][0],
-            "ours_right": values["ours"][1],
-            "n_seeds": min(seeds),
-            "point_estimate_holds": "n/a" if holds_ours is None else ("yes" if holds_ours else "no"),
-            "ours": _verdict(holds_ours, min(seeds), min_seeds),
-        })  # fmt: skip
+        rows.append(
+            {
+                "finding": statement,
+                "scope": scope,
+                "metric": f"{METRIC} (mean of the 4 classes, background included)",
+                "left": table1_label(left),
+                "op": op,
+                "right": table1_label(right),
+                "paper_left": values["paper"][0],
+                "paper_right": values["paper"][1],
+                "holds_paper": "n/a" if holds_paper is None else ("yes" if holds_paper else "no"),
+                "ours_left": values["ours"][0],
+                "ours_right": values["ours"][1],
+                "n_seeds": min(seeds),
+                "point_estimate_holds": "n/a"
+                if holds_ours is None
+                else ("yes" if holds_ours else "no"),
+                "ours": _verdict(holds_ours, min(seeds), min_seeds),
+            }
+        )
     return rows

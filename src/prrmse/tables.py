@@ -46,9 +46,17 @@ PAPER_COLUMNS = tuple(f"paper {column}" for column in (*CLASS_COLUMNS, MEAN4))
 KINDS = (*BN_KINDS, *CONV_KINDS)
 CHECKPOINT = "model.safetensors"  # beside metrics.json in a model folder
 LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-}  # fmt: skip
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 # --- formatting ---------------------------------------------------------------------------
@@ -117,9 +125,12 @@ def latex_escape(text: str) -> str:
 
 
 def latex_table(
-    table: pd.DataFrame, caption: str, record: dict[str, Any], decimals: dict[str, int],
+    table: pd.DataFrame,
+    caption: str,
+    record: dict[str, Any],
+    decimals: dict[str, int],
     label: str,
-) -> str:  # fmt: skip
+) -> str:
     """A booktabs tabular in a table float; needs \\usepackage{booktabs}."""
     spec = "".join("r" if numeric else "l" for numeric in _numeric(table))
     header = " & ".join(latex_escape(str(column)) for column in table.columns)
@@ -382,35 +393,42 @@ def plan_table(plan_jsons: Sequence[Path], paper_json: Path = paper.PLAN_JSON) -
         raise PrrmseError("plan table", "no plan files given")
     reference = paper.read_plan(paper_json)
     paper_layers = _paper_layers(reference, Path(paper_json))
-    rows: list[dict[str, Any]] = [{
-        "plan": "paper",
-        "source": str(reference["source"]),
-        "target": str(reference["target"]),
-        **{kind: _layers(paper_layers[kind]) for kind in KINDS},
-        "reused entries (%)": _number(reference["share_reused_percent"], Path(paper_json),
-                                      "share_reused_percent"),
-        "reused scalars (%)": math.nan,
-    }]  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {
+            "plan": "paper",
+            "source": str(reference["source"]),
+            "target": str(reference["target"]),
+            **{kind: _layers(paper_layers[kind]) for kind in KINDS},
+            "reused entries (%)": _number(
+                reference["share_reused_percent"], Path(paper_json), "share_reused_percent"
+            ),
+            "reused scalars (%)": math.nan,
+        }
+    ]
     pair = (str(reference["source"]), str(reference["target"]))
     for path in plan_jsons:
         plan = load_plan(Path(path))
-        rows.append({
-            "plan": "ours",
-            "source": plan["source"],
-            "target": plan["target"],
-            **{kind: _non_reusable(plan, kind) for kind in KINDS},
-            "reused entries (%)": _percent(plan["share"].get("entries")),
-            "reused scalars (%)": _percent(plan["share"].get("scalars")),
-        })  # fmt: skip
-        if (_task(str(plan["source"])), _task(str(plan["target"]))) == pair:
-            rows.append({
-                "plan": "ours vs paper",
+        rows.append(
+            {
+                "plan": "ours",
                 "source": plan["source"],
                 "target": plan["target"],
-                **{kind: agreement(plan, kind, paper_layers[kind]) for kind in KINDS},
-                "reused entries (%)": math.nan,
-                "reused scalars (%)": math.nan,
-            })  # fmt: skip
+                **{kind: _non_reusable(plan, kind) for kind in KINDS},
+                "reused entries (%)": _percent(plan["share"].get("entries")),
+                "reused scalars (%)": _percent(plan["share"].get("scalars")),
+            }
+        )
+        if (_task(str(plan["source"])), _task(str(plan["target"]))) == pair:
+            rows.append(
+                {
+                    "plan": "ours vs paper",
+                    "source": plan["source"],
+                    "target": plan["target"],
+                    **{kind: agreement(plan, kind, paper_layers[kind]) for kind in KINDS},
+                    "reused entries (%)": math.nan,
+                    "reused scalars (%)": math.nan,
+                }
+            )
     table = pd.DataFrame(rows)
     table.attrs.update(decimals=1, inputs={}, resources=_resources(Path(paper_json)))
     return table

@@ -149,15 +149,17 @@ def _split(dataset: ProcessedDataset, split: str, patients: list[str] | None = N
     )
 
 
-def load_train_data(
-    dataset: ProcessedDataset, spec: ModelSpec, cfg: dict[str, Any]
-) -> TrainData:
+def load_train_data(dataset: ProcessedDataset, spec: ModelSpec, cfg: dict[str, Any]) -> TrainData:
     """The model's training patients (its subset), its selection split if any, the val split."""
-    patients = draw_subset(dataset.patients("train"), spec.n_train, cfg["subset_seed"], dataset.root)
+    patients = draw_subset(
+        dataset.patients("train"), spec.n_train, cfg["subset_seed"], dataset.root
+    )
     selection = None
     if cfg["selection"] == "best_on_holdout":
         holdout = cfg["holdout"]
-        patients, held = carve_holdout(patients, holdout["n_patients"], holdout["seed"], dataset.root)
+        patients, held = carve_holdout(
+            patients, holdout["n_patients"], holdout["seed"], dataset.root
+        )
         selection = _split(dataset, "train", held)
     rows = dataset.rows("train", patients)
     val = _split(dataset, "val")
@@ -269,9 +271,15 @@ def _evaluate(
     model: torch.nn.Module, task: str, split: Split, cfg: dict[str, Any], device, precision: str
 ) -> dict:
     return validate(
-        model, task, split.images, split.labels, split.index, cfg["eval_batch_size"], device,
+        model,
+        task,
+        split.images,
+        split.labels,
+        split.index,
+        cfg["eval_batch_size"],
+        device,
         precision,
-    )  # fmt: skip
+    )
 
 
 def train_model(
@@ -298,7 +306,8 @@ def train_model(
         )
     if cfg["selection"] not in SELECTIONS:
         raise PrrmseError(
-            "config train.selection", f"unknown {cfg['selection']!r}; valid: {', '.join(SELECTIONS)}"
+            "config train.selection",
+            f"unknown {cfg['selection']!r}; valid: {', '.join(SELECTIONS)}",
         )
     network = config["networks"][spec.network]
     start_record = resolve_start(network, spec, shared_encoder)
@@ -405,16 +414,22 @@ def train_model(
         else:
             best_epoch = epoch + 1
         history.append(
-            _epoch_row(
-                epoch + 1, lr, total / steps, spec.task, val_metrics, sel_metrics, selecting
-            )
+            _epoch_row(epoch + 1, lr, total / steps, spec.task, val_metrics, sel_metrics, selecting)
         )
         if not last:  # the last epoch's outputs are written below; no resume state needed
             _save_state(
-                state_path, model, optimizer, best if selecting and not improved else {},
-                {"fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
-                 "best_score": best_score, "best_epoch": best_epoch},
-            )  # fmt: skip
+                state_path,
+                model,
+                optimizer,
+                best if selecting and not improved else {},
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                },
+            )
         summary = " ".join(f"{k} {v}" for k, v in history[-1].items() if k != "epoch" and v != "")
         log(
             f"{spec.name} epoch {epoch + 1}/{epochs} {summary} "
@@ -469,9 +484,14 @@ def train_model(
     patients = pd.DataFrame(columns=["patient", "class", "dice"])
     if spec.task == "seg":
         patients = per_patient_dice(
-            model, data.val.images, data.val.labels, data.val.index, cfg["eval_batch_size"], device,
+            model,
+            data.val.images,
+            data.val.labels,
+            data.val.index,
+            cfg["eval_batch_size"],
+            device,
             precision,
-        )  # fmt: skip
+        )
     patients_record = provenance.stamp(
         table=f"validation Dice per patient and class of the selected model ({cfg['selection']})"
         + ("" if spec.task == "seg" else " (auto-encoder: no Dice, no rows)"),

@@ -86,7 +86,11 @@ def test_output_stride_8_keeps_every_layer_and_a_finer_pyramid():
     fine.decoder.register_forward_pre_hook(lambda m, args: seen.update(x=args[0][-1].shape))
     fine.eval()(torch.zeros(1, 1, 48, 48))
     assert seen["x"][-2:] == (6, 6)
-    counts = [(sum(1 for layer in index_layers(m) if layer.family == f)) for m in (coarse, fine) for f in ("bn", "conv")]
+    counts = [
+        (sum(1 for layer in index_layers(m) if layer.family == f))
+        for m in (coarse, fine)
+        for f in ("bn", "conv")
+    ]
     assert counts == [25, 26, 25, 26]
     with pytest.raises(PrrmseError, match="output_stride"):
         build_model("pspnet", output_stride=4)

@@ -850,8 +850,17 @@ class NotATensor:
 
 def import_weights_argv(env: Env, pth: Path) -> tuple[list[str], tuple[Path, ...]]:
     out = env.tmp / "encoders" / "resnet18-imagenet.safetensors"
-    argv = ["import-weights", "--config", str(env.kit.config), "--network", "pspnet",
-            "--pth", str(pth), "--out", str(out)]  # fmt: skip
+    argv = [
+        "import-weights",
+        "--config",
+        str(env.kit.config),
+        "--network",
+        "pspnet",
+        "--pth",
+        str(pth),
+        "--out",
+        str(out),
+    ]
     return argv, (out,)
 
 

@@ -73,12 +73,18 @@ def load_processed(root: str | Path) -> ProcessedDataset:
     index[["group", "phase"]] = index[["group", "phase"]].fillna("")
     if images.shape != labels.shape:
         raise PrrmseError(root, f"images {images.shape} and labels {labels.shape} differ in shape")
-    if len(index) != len(images) or not np.array_equal(index["row"].to_numpy(), np.arange(len(images))):
+    if len(index) != len(images) or not np.array_equal(
+        index["row"].to_numpy(), np.arange(len(images))
+    ):
         raise PrrmseError(
-            index_path, f"index has {len(index)} rows numbered differently from the {len(images)} arrays"
+            index_path,
+            f"index has {len(index)} rows numbered differently from the {len(images)} arrays",
         )
     if labels.size and int(labels.max()) >= NUM_CLASSES:
-        raise PrrmseError(root / "labels.npy", f"label {int(labels.max())} outside the classes 0..{NUM_CLASSES - 1}")
+        raise PrrmseError(
+            root / "labels.npy",
+            f"label {int(labels.max())} outside the classes 0..{NUM_CLASSES - 1}",
+        )
     bad_split = set(index["split"]) - {"train", "val"}
     if bad_split:
         raise PrrmseError(index_path, f"unknown split names {sorted(bad_split)}")

@@ -169,10 +169,15 @@ def draw_qc(
             ax.set_axis_off()
     absent = [c for c in range(NUM_CLASSES) if not any(s.pixel_counts[c] for s in summaries)]
     handles = [
-        Line2D([], [], color=CLASS_COLOURS[c], lw=1.5,
-               label=f"{c} {CLASS_NAMES[c]} outline" + (" (absent)" if c in absent else ""))
+        Line2D(
+            [],
+            [],
+            color=CLASS_COLOURS[c],
+            lw=1.5,
+            label=f"{c} {CLASS_NAMES[c]} outline" + (" (absent)" if c in absent else ""),
+        )
         for c in range(1, NUM_CLASSES)
-    ]  # fmt: skip
+    ]
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     return figure
 

@@ -128,9 +128,12 @@ def resnet18_encoder(in_channels: int, width: int, output_stride: int) -> nn.Mod
     """
     if width == RESNET18_WIDTH:
         return smp.encoders.get_encoder(
-            ENCODER_NAME, in_channels=in_channels, depth=ENCODER_DEPTH, weights=None,
+            ENCODER_NAME,
+            in_channels=in_channels,
+            depth=ENCODER_DEPTH,
+            weights=None,
             output_stride=output_stride,
-        )  # fmt: skip
+        )
     widths = [width, 2 * width, 4 * width, 8 * width]
     encoder = ResNetEncoder(
         out_channels=[in_channels, width, *widths],
@@ -196,7 +199,9 @@ def build_pspnet(
     if not bins:
         raise PrrmseError("pspnet option bins", "needs at least one bin size")
     if output_stride not in (8, 16, 32):
-        raise PrrmseError("pspnet option output_stride", f"must be 8, 16 or 32, got {output_stride!r}")
+        raise PrrmseError(
+            "pspnet option output_stride", f"must be 8, 16 or 32, got {output_stride!r}"
+        )
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise PrrmseError("pspnet option dropout", f"must be in [0, 1), got {dropout!r}")
 
