@@ -22,6 +22,7 @@ from prrmse.claims_core import (
     seed_index,
 )
 from prrmse.claims_evidence import Evidence, read_rmse
+from prrmse.naming import network_of_name
 
 FLOOR_SPECS = {
     column: Spec(
@@ -82,7 +83,7 @@ def _floor_claims_of(
 
     def floor_of(model: str) -> pd.Series | None:
         # The model's own seed pairs, else its network's summarised floor.
-        for key in (model, f"network:{model.split('-')[0]}"):
+        for key in (model, f"network:{network_of_name(model)}"):
             if key in have:
                 return floors.xs(key, level="key_a")
         return None

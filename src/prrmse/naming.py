@@ -12,6 +12,16 @@ _NAME = re.compile(
     r"^(?P<network>[a-z][a-z0-9_]*)-(?P<task>[a-z]+)-(?P<dataset>[a-z][a-z0-9_]*)"
     r"(?:-n(?P<n_train>\d+))?-s(?P<seed>\d+)$"
 )
+_STEM_FIELDS = re.compile(
+    rf"^(?P<network>[a-z][a-z0-9_]*)-(?P<task>{'|'.join(TASKS)})-(?P<dataset>[a-z][a-z0-9_]*)(?:-|$)"
+)
+
+# The same grammar as Snakemake wildcard constraints: a stem <network>-<task>-<dataset>
+# (a reuse source), a run model (stem and subset, the reuse rules' target) and a model.
+STEM_PATTERN = rf"[a-z][a-z0-9_]*-({'|'.join(TASKS)})-[a-z][a-z0-9_]*"
+RUN_MODEL_PATTERN = rf"{STEM_PATTERN}(-n[0-9]+)?"
+MODEL_PATTERN = rf"{RUN_MODEL_PATTERN}-s[0-9]+"
+PAIR_PATTERN = rf"{STEM_PATTERN}__{STEM_PATTERN}"
 
 
 @dataclass(frozen=True)
@@ -94,3 +104,20 @@ def run_label(name: str) -> str:
     subset = f"n{run.model.n_train} " if run.model.n_train is not None else ""
     label = f"{subset}{run.mode}" + (f" {run.source_label}" if run.source else "")
     return f"{label} s{run.model.seed}"
+
+
+def stem_fields(name: str) -> tuple[str, str, str]:
+    """Network, task and dataset of a model name, or of any name that begins with a model
+    stem (a reuse rule's run model carries no seed)."""
+    match = _STEM_FIELDS.match(name)
+    if not match:
+        raise PrrmseError(name, "name must begin <network>-<task>-<dataset>")
+    return match["network"], match["task"], match["dataset"]
+
+
+def network_of_name(name: str) -> str:
+    return stem_fields(name)[0]
+
+
+def dataset_of_name(name: str) -> str:
+    return stem_fields(name)[2]

@@ -5,7 +5,7 @@ rule sweep:
     input:
         target=f"{RESULTS}/models/{{target}}/model.safetensors",
         source=f"{RESULTS}/models/{{source}}/model.safetensors",
-        data=lambda wc: f"{PROCESSED}/{wc.target.split('-')[2]}",
+        data=lambda wc: f"{PROCESSED}/{dataset_of_name(wc.target)}",
     output:
         table=f"{RESULTS}/sweeps/{{target}}__{{source}}.csv",
         patients=f"{RESULTS}/sweeps/{{target}}__{{source}}.patients.csv",
@@ -29,8 +29,8 @@ rule sweep:
 rule sweep_controls:
     input:
         target=f"{RESULTS}/models/{{target}}/model.safetensors",
-        data=lambda wc: f"{PROCESSED}/{wc.target.split('-')[2]}",
-        encoder=lambda wc: start_inputs(wc.target.split("-")[0]),  # reinit rebuilds the start
+        data=lambda wc: f"{PROCESSED}/{dataset_of_name(wc.target)}",
+        encoder=lambda wc: start_inputs(network_of_name(wc.target)),  # reinit rebuilds the start
     output:
         table=f"{RESULTS}/sweeps/controls/{{target}}.csv",
         patients=f"{RESULTS}/sweeps/controls/{{target}}.patients.csv",
@@ -55,7 +55,7 @@ rule cka:
     input:
         target=f"{RESULTS}/models/{{target}}/model.safetensors",
         source=f"{RESULTS}/models/{{source}}/model.safetensors",
-        data=lambda wc: f"{PROCESSED}/{wc.target.split('-')[2]}",
+        data=lambda wc: f"{PROCESSED}/{dataset_of_name(wc.target)}",
     output:
         f"{RESULTS}/cka/{{target}}__{{source}}.csv",
     log:

@@ -5,6 +5,14 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from prrmse.config import layer_site
+from prrmse.naming import (
+    MODEL_PATTERN,
+    PAIR_PATTERN,
+    RUN_MODEL_PATTERN,
+    STEM_PATTERN,
+    dataset_of_name,
+    network_of_name,
+)
 
 
 def _config_file():
@@ -38,7 +46,6 @@ DATASETS = sorted(config["datasets"])
 PHANTOM_DATASETS = ["acdc", "rvsc", "t1"] if config["phantoms"]["enabled"] else []
 
 
-MODEL_PATTERN = r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*(-n[0-9]+)?-s[0-9]+"
 SEEDS = config["study"]["seeds"]
 FIRST_SEED = SEEDS[0]
 REUSE_SEEDS = config["reuse"]["seeds"] or SEEDS
@@ -57,11 +64,11 @@ wildcard_constraints:
     source=MODEL_PATTERN,
     group="|".join(config["analysis"]["groups"]) or "NONE",
     network="|".join(config["analysis"]["comparisons"]) or "NONE",
-    pair=r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*__[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*",
+    pair=PAIR_PATTERN,
     number=r"0[3-9]|1[0-2]",
     reuse_figure=r"1[34]",
-    run_model=r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*(-n[0-9]+)?",
-    src=r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*",
+    run_model=RUN_MODEL_PATTERN,
+    src=STEM_PATTERN,
     mode=r"freeze|finetune|selffer",
     seed=r"\d+",
 
@@ -71,7 +78,7 @@ def dataset_root(wildcards):
 
 
 def model_dataset(wildcards):
-    dataset = wildcards.model.split("-")[2]
+    dataset = dataset_of_name(wildcards.model)
     return f"{PROCESSED}/{dataset}"
 
 
@@ -370,4 +377,4 @@ def shared_encoder_flag(network):
 
 
 def model_network(wildcards):
-    return wildcards.model.split("-")[0]
+    return network_of_name(wildcards.model)

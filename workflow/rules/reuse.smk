@@ -5,8 +5,8 @@ rule reuse:
     input:
         source=lambda wc: f"{RESULTS}/models/{wc.src}-s{wc.seed}/model.safetensors",
         plan=reuse_plan_input,
-        data=lambda wc: f"{PROCESSED}/{wc.run_model.split('-')[2]}",
-        encoder=lambda wc: start_inputs(wc.run_model.split("-")[0]),
+        data=lambda wc: f"{PROCESSED}/{dataset_of_name(wc.run_model)}",
+        encoder=lambda wc: start_inputs(network_of_name(wc.run_model)),
     output:
         model=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/model.safetensors",
         history=f"{RESULTS}/reuse/{{run_model}}-s{{seed}}-{{mode}}-from-{{src}}/history.csv",
@@ -25,7 +25,7 @@ rule reuse:
         config=CONFIG_FILE,
         run=lambda wc: f"{wc.run_model}-s{wc.seed}-{wc.mode}-from-{wc.src}",
         out=lambda wc, output: os.path.dirname(output.model),
-        start=shared_encoder_flag(lambda wc: wc.run_model.split("-")[0]),
+        start=shared_encoder_flag(lambda wc: network_of_name(wc.run_model)),
     shell:
         "prrmse reuse --config {params.config} --run {params.run} --source {input.source} "
         "--plan {input.plan} --data {input.data} --out {params.out} --threads {threads} "

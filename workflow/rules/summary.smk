@@ -32,7 +32,7 @@ rule summarise_controls:
     log:
         "logs/summary/controls/{model}.log",
     wildcard_constraints:
-        model=r"[a-z][a-z0-9_]*-(seg|auto)-[a-z][a-z0-9_]*",
+        model=STEM_PATTERN,
     conda:
         "../../environment.yml"
     params:
