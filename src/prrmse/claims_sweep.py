@@ -32,7 +32,7 @@ BN_SPEC = Spec(
     "replacing RW and RB.",
     "mean over BN layers of (drop RM + drop RV)/2 - (drop RW + drop RB)/2",
     "BN layers",
-    evidence=f"{FIGURES}; the paper's plan keeps only RM 1, 17 of the BN tensors",
+    evidence=f"{FIGURES}; the paper's plan finds only RM 1, 17 of the BN tensors not reusable",
 )
 CONV_SPEC = Spec(
     "conv-weight-sensitive-bias-not",
