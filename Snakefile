@@ -16,11 +16,13 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/reuse.smk"
 
 
-# Cheap rules (seconds each: tensor comparisons, plans, summaries, tables, figures, QC
-# montages, claims) run on the submitting host under a cluster executor, so they do not
-# each pay sbatch submission, queueing and status polling. Locally nothing changes.
+# Cheap rules (seconds each: the demo's phantom generation, tensor comparisons, plans,
+# summaries, tables, figures, QC montages, claims) run on the submitting host under a
+# cluster executor, so they do not each pay sbatch submission, queueing and status
+# polling. Locally nothing changes.
 localrules:
     all,
+    phantoms,
     qc,
     bnstats,
     rmse_pair,
