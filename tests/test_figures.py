@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from prrmse.errors import PrrmseError
-from prrmse.figures import make_figure, plot_bn_sweep, plot_conv_sweep, read_figure_provenance
+from prrmse.figures import plot_bn_sweep, plot_conv_sweep, read_figure_provenance
 from prrmse.figures_models import (
     plot_bn_stats,
     plot_conv_rmse,
@@ -20,6 +20,7 @@ from prrmse.figures_models import (
     short_names,
 )
 from prrmse.io import sha256_file
+from prrmse.paper_figures import make_figure
 from prrmse.provenance import csv_header, read_csv_provenance
 
 BASELINE = [0.99, 0.81, 0.83, 0.92]
@@ -270,8 +271,10 @@ def test_make_figure_dispatches_by_number(rendered: dict, tmp_path: Path) -> Non
     figure = make_figure(9, [inputs["bnstats"]], tmp_path / "fig09", title="Custom title")
     assert figure.get_suptitle() == "Custom title"
     assert (tmp_path / "fig09.png").is_file() and (tmp_path / "fig09.pdf").is_file()
-    with pytest.raises(PrrmseError, match=r"valid: 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"):
-        make_figure(13, [inputs["bnstats"]], tmp_path / "fig13")
+    with pytest.raises(PrrmseError, match=r"valid: 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"):
+        make_figure(15, [inputs["bnstats"]], tmp_path / "fig15")
+    with pytest.raises(PrrmseError, match="only Figures 13 and 14 take runs"):
+        make_figure(9, [inputs["bnstats"]], tmp_path / "fig09", runs=["unet-seg-acdc-n10"])
     with pytest.raises(PrrmseError, match="one input CSV, got 2"):
         make_figure(3, [inputs["sweep"], inputs["sweep"]], tmp_path / "fig03")
 

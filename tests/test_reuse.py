@@ -17,6 +17,7 @@ from prrmse.figures_reuse import IDEAL_COLUMNS, plot_rmse_to_ideal, rmse_to_idea
 from prrmse.layers import KINDS_OF_FAMILY, get_tensor, index_layers
 from prrmse.models import build_model
 from prrmse.naming import RunSpec, parse_model_name, parse_run_name, run_label
+from prrmse.paper_figures import make_figure
 from prrmse.provenance import read_csv_provenance
 from prrmse.reuse import plan_setup
 from prrmse.rmse import probe_shape
@@ -396,6 +397,13 @@ def test_rmse_to_ideal_table_csv_and_figures(tmp_path) -> None:
     with pytest.raises(PrrmseError, match="ideal.csv: no run 'ImageNet freeze'"):
         plot_rmse_to_ideal(csv, tmp_path / "figures" / "bad", runs_subset=["ImageNet freeze"])
     assert not (tmp_path / "figures" / "bad.png").exists()
+    # by number, as `prrmse figure --number 13` draws it: every run, titled by the ideal
+    (tmp_path / "models" / "unet-seg-acdc-s1").mkdir(parents=True)
+    named = save_unet(tmp_path / "models" / "unet-seg-acdc-s1" / "model.safetensors", 1)
+    rmse_to_ideal(named, runs, tmp_path / "rmse" / "named.csv")
+    figure = make_figure(13, [tmp_path / "rmse" / "named.csv"], tmp_path / "figures" / "fig13")
+    assert figure.get_suptitle() == "RMSE to the ideal model (scratch s1)"
+    assert read_figure_provenance(tmp_path / "figures" / "fig13.png")["runs"] == list(runs)
 
     # A network whose convs have no bias but the head: no B panel, never a row of zeros.
     no_bias = written.copy()

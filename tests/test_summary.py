@@ -193,7 +193,8 @@ def test_noise_floor_band_and_refusals(tmp_path):
 
 
 def test_rmse_figure_draws_intervals_and_floor(tmp_path):
-    from prrmse.figures import make_figure, read_figure_provenance
+    from prrmse.figures import read_figure_provenance
+    from prrmse.paper_figures import make_figure
 
     seeds = [
         _write(
@@ -220,7 +221,7 @@ def test_rmse_figure_draws_intervals_and_floor(tmp_path):
     assert any("floor" in label for label in labels) and any("95 %" in label for label in labels)
     record = read_figure_provenance(tmp_path / "fig10.png")
     assert str(floor) in json_inputs(record)
-    with pytest.raises(PrrmseError, match="only RMSE figures"):
+    with pytest.raises(PrrmseError, match=r"only RMSE figures \(6, 10, 11, 12, 13, 14\)"):
         make_figure(5, [summary], tmp_path / "fig05", floor=floor)
 
 

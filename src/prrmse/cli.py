@@ -211,27 +211,11 @@ def _run_plan(args: argparse.Namespace) -> None:
 
 
 def _run_figure(args: argparse.Namespace) -> None:
-    if args.number in (13, 14):
-        from prrmse.figures_reuse import plot_rmse_to_ideal
-        from prrmse.naming import run_label
-        from prrmse.provenance import read_csv_provenance
+    from prrmse.paper_figures import make_figure
 
-        runs = [run_label(name) for name in args.runs] if args.runs else None
-        title = args.title
-        if title is None:
-            ideal = next(
-                iter(((read_csv_provenance(args.inputs[0]) or {}).get("ideal") or {}).values()),
-                None,
-            )
-            title = (
-                f"RMSE to the ideal model ({run_label(Path(ideal).parent.name)})" if ideal else None
-            )
-        network = args.runs[0].split("-")[0] if args.runs else ""
-        plot_rmse_to_ideal(args.inputs[0], args.out, runs, title, args.floor, network)
-    else:
-        from prrmse.figures import make_figure
-
-        make_figure(args.number, args.inputs, args.out, title=args.title, floor=args.floor)
+    make_figure(
+        args.number, args.inputs, args.out, title=args.title, floor=args.floor, runs=args.runs
+    )
     print(f"figure {args.number:02d} -> {args.out}.png, {args.out}.pdf")
 
 
@@ -446,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(handler=_run_plan)
 
     figure = verbs.add_parser(
-        "figure", help="draw one of the paper's figures (3-12) as PNG and PDF"
+        "figure", help="draw one of the paper's figures (3-14) as PNG and PDF"
     )
     figure.add_argument("--number", type=int, required=True, help="figure number")
     figure.add_argument("--inputs", type=Path, nargs="+", required=True, help="the tables it draws")

@@ -2,7 +2,7 @@
 
 Figure numbers (UNet / PSPNet): 3 / 7 BN replacement sweep, 4 / 8 conv replacement sweep
 (here), 5 / 9 BN scale and shift, 6 / 10 conv RMSE, 11 / 12 RMSE across a group of models
-(`prrmse.figures_models`); `make_figure` dispatches to all of them.
+(`prrmse.figures_models`); `prrmse.paper_figures` draws any of them by number.
 
 Every figure is written as <out_base>.png and <out_base>.pdf under temp names, then
 renamed. Both carry a provenance record (the inputs' sha256 and their own provenance
@@ -407,53 +407,3 @@ def plot_bn_sweep(sweep_csv: Path, out_base: Path, title: str | None = None) -> 
 def plot_conv_sweep(sweep_csv: Path, out_base: Path, title: str | None = None) -> Figure:
     """Figures 4 / 8: Dice after replacing each conv layer's W and B, per class."""
     return _plot_sweep(sweep_csv, out_base, "conv", title)
-
-
-# --- dispatch -----------------------------------------------------------------------------
-
-FIGURE_KINDS = {
-    3: "bn_sweep",
-    7: "bn_sweep",
-    4: "conv_sweep",
-    8: "conv_sweep",
-    5: "bn_stats",
-    9: "bn_stats",
-    6: "conv_rmse",
-    10: "conv_rmse",
-    11: "group_rmse",
-    12: "group_rmse",
-}
-
-
-def make_figure(
-    number: int,
-    inputs: list[Path],
-    out_base: Path,
-    title: str | None = None,
-    floor: Path | None = None,
-) -> Figure:
-    """The paper's Figure `number` (3..12) from its one input CSV, as <out_base>.png/.pdf;
-    RMSE figures draw the seed-to-seed `floor` CSV as a band where given."""
-    # The model-comparison figures build on this module's helpers: imported here, not above.
-    from prrmse import figures_models
-
-    if number not in FIGURE_KINDS:
-        valid = ", ".join(str(n) for n in sorted(FIGURE_KINDS))
-        raise PrrmseError(f"figure {number}", f"no such figure; valid: {valid}")
-    if len(inputs) != 1:
-        raise PrrmseError(f"figure {number}", f"takes one input CSV, got {len(inputs)}")
-    plotters = {
-        "bn_sweep": plot_bn_sweep,
-        "conv_sweep": plot_conv_sweep,
-        "bn_stats": figures_models.plot_bn_stats,
-        "conv_rmse": figures_models.plot_conv_rmse,
-        "group_rmse": figures_models.plot_group_rmse,
-    }
-    kind = FIGURE_KINDS[number]
-    if kind in ("conv_rmse", "group_rmse"):
-        return plotters[kind](Path(inputs[0]), Path(out_base), title, floor)
-    if floor is not None:
-        raise PrrmseError(
-            f"figure {number}", "only RMSE figures (6, 10, 11, 12) draw a noise floor"
-        )
-    return plotters[kind](Path(inputs[0]), Path(out_base), title)

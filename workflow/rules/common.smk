@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from prrmse.config import layer_site
+from prrmse.figure_catalog import FIGURES, figure_spec, wildcard_pattern
 from prrmse.naming import (
     MODEL_PATTERN,
     PAIR_PATTERN,
@@ -65,8 +66,8 @@ wildcard_constraints:
     group="|".join(config["analysis"]["groups"]) or "NONE",
     network="|".join(config["analysis"]["comparisons"]) or "NONE",
     pair=PAIR_PATTERN,
-    number=r"0[3-9]|1[0-2]",
-    reuse_figure=r"1[34]",
+    number=wildcard_pattern(reuse=False),
+    reuse_figure=wildcard_pattern(reuse=True),
     run_model=RUN_MODEL_PATTERN,
     src=STEM_PATTERN,
     mode=r"freeze|finetune|selffer",
@@ -111,24 +112,6 @@ def plan_files(seed=FIRST_SEED):
     ]
 
 
-# figure number -> (network of analysis.comparisons, product) or RMSE group name
-FIGURES = {
-    "03": ("unet", "sweeps"),
-    "04": ("unet", "sweeps"),
-    "05": ("unet", "bnstats"),
-    "06": ("unet", "rmse"),
-    "07": ("pspnet", "sweeps"),
-    "08": ("pspnet", "sweeps"),
-    "09": ("pspnet", "bnstats"),
-    "10": ("pspnet", "rmse"),
-    "11": "fig11",
-    "12": "fig12",
-}
-
-
-RMSE_FIGURES = ("06", "10", "11", "12")
-
-
 def comparison_pair(network):
     pair = config["analysis"]["comparisons"][network]
     return f"{pair['target']}__{pair['source']}"
@@ -144,13 +127,17 @@ def seed_pair(target, source, seed):
 
 
 def figure_inputs(wildcards):
-    """The summary over seeds a figure draws."""
-    what = FIGURES[wildcards.number]
-    if isinstance(what, str):
-        return f"{SUMMARY}/rmse/groups/{what}.csv"
-    network, product = what
-    pair = config["analysis"]["comparisons"][network]
-    return f"{SUMMARY}/{product}/{pair['target']}__{pair['source']}.csv"
+    """The summary over seeds a figure of Figs. 3-12 draws (prrmse.figure_catalog)."""
+    spec = figure_spec(int(wildcards.number))
+    if spec.group:
+        return f"{SUMMARY}/rmse/groups/{spec.group}.csv"
+    pair = config["analysis"]["comparisons"][spec.network]
+    return f"{SUMMARY}/{spec.product}/{pair['target']}__{pair['source']}.csv"
+
+
+def figure_floor(wildcards):
+    """The noise floor, for a figure that draws one."""
+    return floor_input() if figure_spec(int(wildcards.number)).draws_floor else []
 
 
 def noise_floor_inputs():
@@ -266,8 +253,10 @@ def figure_runs(number):
 def final_outputs():
     comparisons = config["analysis"]["comparisons"]
     figures = [
-        n for n, f in FIGURES.items() if isinstance(f, str) or f[0] in comparisons
-    ] + ["13", "14"]
+        spec.label
+        for spec in FIGURES
+        if spec.network is None or spec.network in comparisons
+    ]
     return (
         expand(f"{PROCESSED}/{{dataset}}", dataset=DATASETS)
         + expand(

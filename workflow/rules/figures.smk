@@ -5,7 +5,7 @@
 rule figure:
     input:
         table=figure_inputs,
-        floor=lambda wc: floor_input() if wc.number in RMSE_FIGURES else [],
+        floor=figure_floor,
     output:
         png=report(
             f"{RESULTS}/figures/fig{{number}}.png",
