@@ -41,6 +41,7 @@ bench: venv
 lint: venv
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
+	lint-imports
 	snakefmt --check Snakefile workflow/rules
 	snakemake --lint --configfile config/config.yaml
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from prrmse.errors import PrrmseError
-from prrmse.io import write_text_atomic
-from prrmse.provenance import code_version, cpu_model
+from prrmse.core.errors import PrrmseError
+from prrmse.core.io import write_text_atomic
+from prrmse.core.provenance import code_version, cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent

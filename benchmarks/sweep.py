@@ -29,13 +29,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prrmse.evaluate import predict_labels
-from prrmse.layers import KIND_ATTR, get_tensor, index_layers
-from prrmse.metrics import dice_per_class
-from prrmse.models import build_model
-from prrmse.prefix import record_calls
-from prrmse.provenance import cpu_model
-from prrmse.sweep import SweepSettings, predict_batch, replacement_sweep
+from prrmse.analysis.sweep.engine import SweepSettings, predict_batch, replacement_sweep
+from prrmse.analysis.sweep.prefix import record_calls
+from prrmse.core.provenance import cpu_model
+from prrmse.models.layers import KIND_ATTR, get_tensor, index_layers
+from prrmse.models.registry import build_model
+from prrmse.training.evaluate import predict_labels
+from prrmse.training.metrics import dice_per_class
 
 
 def phantom_slices(

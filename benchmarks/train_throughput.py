@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prrmse.config import load_config
-from prrmse.models import build_model
-from prrmse.naming import parse_model_name
-from prrmse.provenance import cpu_model
-from prrmse.tasks import task_loss
-from prrmse.train import make_optimizer, train_model
+from prrmse.core.config import load_config
+from prrmse.core.naming import parse_model_name
+from prrmse.core.provenance import cpu_model
+from prrmse.models.registry import build_model
+from prrmse.models.tasks import task_loss
+from prrmse.training.train import make_optimizer, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from prrmse.config import validate_config
+from prrmse.core.config import validate_config
 
 torch.set_num_threads(1)
 

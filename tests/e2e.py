@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from prrmse.io import sha256_file
+from prrmse.core.io import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path("tests/workflow/tiny.yaml")

@@ -23,14 +23,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prrmse import dvcgen
-from prrmse.io import sha256_file
+from prrmse.core.io import sha256_file
+from prrmse.repro import dvcgen
 from tests import e2e
 from tests.e2e import TINY, copy_repo, tool_env
 
 PRODUCT_FOLDERS = ("data", "results")
 RUN_TIMEOUT_S = 3600  # a whole tiny run takes ~4 min on 2 idle cores, ~10 min on a loaded box
-# prrmse.io's atomic writes: `.<name>.tmp-<pid>` beside the final name
+# prrmse.core.io's atomic writes: `.<name>.tmp-<pid>` beside the final name
 ATOMIC_TEMP = re.compile(r"^\..+\.tmp-\d+$")
 
 

@@ -250,7 +250,7 @@ def test_the_guard_catches_a_deliberate_unpickle(tmp_path):
 
 
 def _cli(*argv: str | Path) -> None:
-    from prrmse.cli import main
+    from prrmse.cli.main import main
 
     assert main([str(a) for a in argv]) == 0, argv
 
@@ -258,11 +258,11 @@ def _cli(*argv: str | Path) -> None:
 def test_a_small_study_runs_without_unpickling(tmp_path):
     """phantoms -> prepare -> train (two models) -> sweep, BN stats, RMSE, plan -> tables and
     a figure, then every loader on the products, all with unpickling forbidden."""
-    from prrmse.checkpoint import load_tensors
-    from prrmse.config import load_config
+    from prrmse.analysis.plan import load_plan
+    from prrmse.core.config import load_config
+    from prrmse.core.provenance import read_csv_provenance
     from prrmse.data.processed import load_processed
-    from prrmse.plan import load_plan
-    from prrmse.provenance import read_csv_provenance
+    from prrmse.models.checkpoint import load_tensors
 
     config = yaml.safe_load(TINY.read_text())
     config["train"].update(epochs=1, iterations_per_epoch=1)

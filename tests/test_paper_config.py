@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from prrmse.config import load_config, load_schema
+from prrmse.core.config import load_config, load_schema
 from prrmse.models.registry import BUILDERS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-from prrmse.models import build_model
+from prrmse.models.registry import build_model
 
 SIZE = 64
 CLASSES = 4

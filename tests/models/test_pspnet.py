@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from prrmse.errors import PrrmseError
-from prrmse.models import build_model
+from prrmse.core.errors import PrrmseError
+from prrmse.models.registry import build_model
 
 from . import base
 
@@ -78,7 +78,7 @@ def test_training_on_one_image_says_why_it_cannot() -> None:
 
 
 def test_output_stride_8_keeps_every_layer_and_a_finer_pyramid():
-    from prrmse.layers import index_layers
+    from prrmse.models.layers import index_layers
 
     coarse = build_model("pspnet", output_stride=32)
     fine = build_model("pspnet", output_stride=8)
@@ -102,7 +102,7 @@ class TestNarrowPspnet(base.BaseModelTester):
 
 
 def test_narrow_encoder_is_resnet18_with_every_layer_in_proportion():
-    from prrmse.layers import index_layers
+    from prrmse.models.layers import index_layers
 
     full, narrow = _build(seed=0), _build(seed=0, encoder_width=16)
     assert narrow.encoder.out_channels == [1, 16, 16, 32, 64, 128]

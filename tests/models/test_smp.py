@@ -1,7 +1,7 @@
 import pytest
 
-from prrmse.errors import PrrmseError
-from prrmse.models import build_model
+from prrmse.core.errors import PrrmseError
+from prrmse.models.registry import build_model
 
 from . import base
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from prrmse.errors import PrrmseError
-from prrmse.layers import index_layers
-from prrmse.models import build_model
+from prrmse.core.errors import PrrmseError
+from prrmse.models.layers import index_layers
+from prrmse.models.registry import build_model
 
 from . import base
 

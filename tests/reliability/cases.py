@@ -26,8 +26,8 @@ import pandas as pd
 import pytest
 import torch
 
-from prrmse.checkpoint import load_tensors
-from tests.loader_fixtures import rewrite_dicom, truncate, write_singular_nifti
+from prrmse.models.checkpoint import load_tensors
+from tests.data.loader_fixtures import rewrite_dicom, truncate, write_singular_nifti
 from tests.reliability.conftest import Kit, Mounts, config_dict, copy_tensors, write_config
 
 

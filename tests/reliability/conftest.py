@@ -15,16 +15,16 @@ import pytest
 import torch
 import yaml
 
-from prrmse.checkpoint import load_tensors, save_tensors
-from prrmse.config import validate_config
+from prrmse.analysis.plan_models import run_plan
+from prrmse.analysis.rmse import run_rmse
+from prrmse.analysis.sweep.engine import SweepSettings, run_sweep
+from prrmse.core.config import validate_config
+from prrmse.core.naming import parse_model_name
 from prrmse.data.phantoms import write_phantoms
 from prrmse.data.prepare import prepare_dataset
-from prrmse.models import build_model
-from prrmse.naming import parse_model_name
-from prrmse.plan_models import run_plan
-from prrmse.rmse import run_rmse
-from prrmse.sweep import SweepSettings, run_sweep
-from prrmse.train import train_model
+from prrmse.models.checkpoint import load_tensors, save_tensors
+from prrmse.models.registry import build_model
+from prrmse.training.train import train_model
 
 torch.set_num_threads(1)
 

@@ -12,7 +12,7 @@ INTRO = """\
 `make test` runs it (`pytest tests/reliability`). Every case damages a copy of tiny, valid
 inputs (phantoms written by `prrmse.data.phantoms`, a prepared dataset, a trained UNet, a sweep,
 an RMSE table and a plan, made once per session), runs the real command line
-(`prrmse.cli.main(argv)`; the file-size case runs `python -m prrmse.cli` as a process of its
+(`prrmse.cli.main.main(argv)`; the file-size case runs `python -m prrmse.cli.main` as a process of its
 own) and asserts:
 
 - the exit code is non-zero (1 for bad input, 2 for bad command-line arguments);

@@ -1,9 +1,9 @@
 """Every bad input through the real CLI: one line naming the file and the problem, a non-zero
 exit, no traceback, and no output that a rerun would take as complete.
 
-Cases run `prrmse.cli.main(argv)` in this process (a fresh interpreter costs seconds per case
+Cases run `prrmse.cli.main.main(argv)` in this process (a fresh interpreter costs seconds per case
 on a loaded machine), except those that need a process of their own (a file-size limit),
-which run `python -m prrmse.cli`. Set PRRMSE_RELIABILITY_README=<path> to write the table of
+which run `python -m prrmse.cli.main`. Set PRRMSE_RELIABILITY_README=<path> to write the table of
 cases with their real messages (tests/reliability/README.md is made that way).
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from prrmse.cli import main
+from prrmse.cli.main import main
 from tests.reliability.cases import CASES, Case, Env, Scenario
 from tests.reliability.conftest import Kit, Mounts
 from tests.reliability.readme import write_readme
 
-TEMP_MARK = ".tmp-"  # prrmse.io's temporary siblings: .<name>.tmp-<pid>
+TEMP_MARK = ".tmp-"  # prrmse.core.io's temporary siblings: .<name>.tmp-<pid>
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def run_in_process(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Outco
 def run_process(scenario: Scenario) -> Outcome:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "prrmse.cli", *scenario.argv],
+        [sys.executable, "-m", "prrmse.cli.main", *scenario.argv],
         capture_output=True,
         text=True,
         env=env,

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from prrmse.config import layer_site
-from prrmse.figure_catalog import FIGURES, figure_spec, wildcard_pattern
-from prrmse.naming import (
+from prrmse.core.config import layer_site
+from prrmse.figures.catalog import FIGURES, figure_spec, wildcard_pattern
+from prrmse.core.naming import (
     MODEL_PATTERN,
     PAIR_PATTERN,
     RUN_MODEL_PATTERN,
@@ -36,7 +36,7 @@ CONFIG_FILE = _config_file()
 if not workflow.overwrite_configfiles:
     workflow.configfile(str(CONFIG_FILE))
 # The config's site file (`site:`, git-ignored: this user's data roots and settings), merged
-# over it exactly as every job's `prrmse <verb> --config` merges it (prrmse.config).
+# over it exactly as every job's `prrmse <verb> --config` merges it (prrmse.core.config).
 SITE_FILE = layer_site(config, CONFIG_FILE)
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -127,7 +127,7 @@ def seed_pair(target, source, seed):
 
 
 def figure_inputs(wildcards):
-    """The summary over seeds a figure of Figs. 3-12 draws (prrmse.figure_catalog)."""
+    """The summary over seeds a figure of Figs. 3-12 draws (prrmse.figures.catalog)."""
     spec = figure_spec(int(wildcards.number))
     if spec.group:
         return f"{SUMMARY}/rmse/groups/{spec.group}.csv"

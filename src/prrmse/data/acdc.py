@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from prrmse.core.errors import PrrmseError
 from prrmse.data.nifti_pairs import label_values, read_nifti, require_dir, require_finite
 from prrmse.data.protocol import Protocol, check_patient_count, set_folders
 from prrmse.data.records import RawSlice
-from prrmse.errors import PrrmseError
 
 PATIENT_DIR = re.compile(r"patient\d{3}")
 PHASES = ("ED", "ES")

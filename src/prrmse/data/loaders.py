@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from prrmse.core.errors import PrrmseError
 from prrmse.data.acdc import iter_acdc
 from prrmse.data.nifti_pairs import iter_nifti_pairs
 from prrmse.data.protocol import Protocol
 from prrmse.data.records import RawSlice
 from prrmse.data.rvsc import iter_rvsc
-from prrmse.errors import PrrmseError
 
 LOADERS: dict[str, Callable[[Path, Protocol | None], Iterator[RawSlice]]] = {
     "acdc": iter_acdc,

@@ -27,9 +27,9 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
+from prrmse.core.errors import PrrmseError
 from prrmse.data.protocol import NaturalKey, Protocol, check_patient_count, natural_key, patient_of
 from prrmse.data.records import RawSlice
-from prrmse.errors import PrrmseError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 LABEL_SUFFIX = "_gt"

@@ -25,6 +25,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from scipy.ndimage import gaussian_filter
 
+from prrmse.core.errors import PrrmseError
+from prrmse.core.io import atomic_path
 from prrmse.data.anatomy import (
     PatientAnatomy,
     SliceGeometry,
@@ -34,8 +36,6 @@ from prrmse.data.anatomy import (
     render_slice,
     slice_depths,
 )
-from prrmse.errors import PrrmseError
-from prrmse.io import atomic_path
 
 # bSSFP signal per tissue (blood bright, myocardium dark, lungs and air dark), by Tissue code.
 _BSSFP = np.array([0.0, 0.32, 0.85, 0.05, 0.28, 1.0, 0.95, 0.22, 0.24])

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from prrmse import provenance
+from prrmse.core import provenance
+from prrmse.core.errors import PrrmseError
+from prrmse.core.io import atomic_path, sha256_file, write_json_atomic
 from prrmse.data.loaders import iter_slices
 from prrmse.data.protocol import explicit_order, natural_sorted, protocol_from_config
 from prrmse.data.records import RawSlice
-from prrmse.errors import PrrmseError
-from prrmse.io import atomic_path, sha256_file, write_json_atomic
 
 INDEX_COLUMNS = [
     "row",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prrmse.errors import PrrmseError
+from prrmse.core.errors import PrrmseError
 
 NUM_CLASSES = 4
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prrmse.errors import PrrmseError
+from prrmse.core.errors import PrrmseError
 
 _DIGITS = re.compile(r"([0-9]+)")
 NaturalKey = tuple[tuple[int, int | str], ...]

@@ -22,10 +22,10 @@ from PIL import Image, ImageDraw
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_rescale
 
+from prrmse.core.errors import PrrmseError
 from prrmse.data.nifti_pairs import one_line, require_dir, require_finite
 from prrmse.data.protocol import Protocol, check_patient_count, set_folders
 from prrmse.data.records import RawSlice
-from prrmse.errors import PrrmseError
 
 PATIENT_DIR = re.compile(r"patient(\d{2})")
 ICONTOUR_SUFFIX = "-icontour-manual.txt"

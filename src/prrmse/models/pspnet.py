@@ -28,7 +28,7 @@ from segmentation_models_pytorch.encoders.resnet import ResNetEncoder
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from prrmse.errors import PrrmseError
+from prrmse.core.errors import PrrmseError
 
 ENCODER_NAME = "resnet18"
 ENCODER_DEPTH = 5  # full depth: layer3 and layer4 must run (smp's PSPNet defaults to 3)

@@ -17,8 +17,8 @@ from typing import Any
 import segmentation_models_pytorch as smp
 from torch import nn
 
-from prrmse.errors import PrrmseError
-from prrmse.layers import execution_order, get_tensor, index_layers, layer_label
+from prrmse.core.errors import PrrmseError
+from prrmse.models.layers import execution_order, get_tensor, index_layers, layer_label
 from prrmse.models.pspnet import build_pspnet
 from prrmse.models.unet import build_unet
 
@@ -150,7 +150,9 @@ def arch_record(model: nn.Module) -> dict[str, Any]:
     """The {"name", "options"} a model was built with; PrrmseError if not built here."""
     record = getattr(model, ARCH_ATTR, None)
     if record is None:
-        raise PrrmseError(type(model).__name__, "was not built by prrmse.models.build_model")
+        raise PrrmseError(
+            type(model).__name__, "was not built by prrmse.models.registry.build_model"
+        )
     return record
 
 

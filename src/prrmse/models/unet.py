@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prrmse.errors import PrrmseError
+from prrmse.core.errors import PrrmseError
 
 
 class DoubleConv(nn.Module):
