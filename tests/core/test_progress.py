@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from prrmse.core.device import select_device
 from prrmse.core.errors import PrrmseError
 from prrmse.core.progress import TimestampedLines, eta, format_seconds
-from prrmse.training.train import select_device
 
 STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] "
 FIXED = time.struct_time((2019, 6, 1, 12, 34, 56, 5, 152, 0))

@@ -17,8 +17,9 @@ from prrmse.core.provenance import read_csv_provenance
 from prrmse.data.processed import load_processed
 from prrmse.models.checkpoint import load_model, load_tensors, save_tensors
 from prrmse.models.start import resolve_start
+from prrmse.training.batches import carve_holdout, load_train_data
 from prrmse.training.evaluate import validate
-from prrmse.training.train import carve_holdout, initial_model, load_train_data, train_model
+from prrmse.training.train import initial_model, train_model
 from tests.conftest import TINY_CONFIG
 
 
@@ -243,14 +244,14 @@ def test_a_failed_output_write_names_the_output_not_its_temp_file(
     tiny_config, tiny_data, tmp_path, monkeypatch
 ):
     import prrmse.core.io
-    import prrmse.training.train
+    import prrmse.training.outputs
 
     def full_disk(path, payload):
         with prrmse.core.io.atomic_path(path) as temp:
             temp.write_text("partial")
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(prrmse.training.train, "write_json_atomic", full_disk)
+    monkeypatch.setattr(prrmse.training.outputs, "write_json_atomic", full_disk)
     out = tmp_path / "m"
     with pytest.raises(PrrmseError) as error:
         _train(tiny_config, tiny_data, out)

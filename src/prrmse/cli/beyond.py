@@ -58,7 +58,7 @@ def _run_figure_controls(args: argparse.Namespace) -> None:
 def _run_cka(args: argparse.Namespace) -> None:
     from prrmse.analysis.cka import run_cka
     from prrmse.core.config import load_config
-    from prrmse.training.train import select_device
+    from prrmse.core.device import select_device
 
     config = load_config(args.config)
     options = config["analysis"]["cka"]

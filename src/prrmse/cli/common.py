@@ -25,7 +25,7 @@ def sweep_settings(config_path: Path, threads: int | None) -> Any:
     """The config's analysis.sweep settings on the device they resolve to; torch threads set."""
     from prrmse.analysis.sweep.engine import SweepSettings
     from prrmse.core.config import load_config
-    from prrmse.training.train import select_device
+    from prrmse.core.device import select_device
 
     options = dict(load_config(config_path)["analysis"]["sweep"])
     options["device"] = select_device(options["device"], "analysis.sweep.device").type
