@@ -26,8 +26,9 @@ def _package(tmp_path: Path) -> Path:
             "def _run_fit(args):\n    from prrmse.training.fit import fit\n"
             "def helper():\n    from prrmse.cli.common import settings\n    settings()\n"
             "def build(verbs):\n"
-            "    draw = verbs.add_parser('draw')\n    draw.set_defaults(handler=_run_draw)\n"
-            "    fit = verbs.add_parser('fit')\n    fit.set_defaults(handler=_run_fit)\n"
+            # one name for two parsers: each set_defaults belongs to the parser before it
+            "    verb = verbs.add_parser('draw')\n    verb.set_defaults(handler=_run_draw)\n"
+            "    verb = verbs.add_parser('fit')\n    verb.set_defaults(handler=_run_fit)\n"
         ),
         "cli/common.py": "def settings():\n    from prrmse.core.config import load\n",
         "core/__init__.py": "",

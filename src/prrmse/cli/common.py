@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+RUN_NAMES = "<model> or <model>-<freeze|finetune|selffer>-from-<source>"
+
 
 def config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -67,10 +67,9 @@ def _imported(nodes: Iterable[ast.AST], known: dict[str, Path]) -> set[str]:
 
 
 def _handlers(tree: ast.Module) -> dict[str, str]:
-    """verb -> handler function name, from `x = verbs.add_parser("verb")` and
-    `x.set_defaults(handler=name)` in the same module."""
-    parser_verb: dict[str, str] = {}
-    found: dict[str, str] = {}
+    """verb -> handler function name, from `x = verbs.add_parser("verb")` and the
+    `x.set_defaults(handler=name)` that follows it (in source order: a name may be reused)."""
+    events: list[tuple[int, int, str, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
             call = node.value
@@ -81,18 +80,23 @@ def _handlers(tree: ast.Module) -> dict[str, str]:
                 and isinstance(call.args[0], ast.Constant)
                 and isinstance(node.targets[0], ast.Name)
             ):
-                parser_verb[node.targets[0].id] = str(call.args[0].value)
-    for node in ast.walk(tree):
-        if (
+                events.append((node.lineno, 0, node.targets[0].id, str(call.args[0].value)))
+        elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
             and node.func.attr == "set_defaults"
             and isinstance(node.func.value, ast.Name)
-            and node.func.value.id in parser_verb
         ):
             for keyword in node.keywords:
                 if keyword.arg == "handler" and isinstance(keyword.value, ast.Name):
-                    found[parser_verb[node.func.value.id]] = keyword.value.id
+                    events.append((node.lineno, 1, node.func.value.id, keyword.value.id))
+    parser_verb: dict[str, str] = {}
+    found: dict[str, str] = {}
+    for _, kind, name, value in sorted(events):
+        if kind == 0:
+            parser_verb[name] = value
+        elif name in parser_verb:
+            found[parser_verb[name]] = value
     return found
 
 

@@ -1,0 +1,177 @@
+"""`prrmse <verb>` for training: one model, the shared encoder start, ImageNet weights, the reuse runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from prrmse.cli.common import config_arg
+from prrmse.core.errors import PrrmseError
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from prrmse.core.config import load_config
+    from prrmse.core.naming import parse_model_name
+    from prrmse.training.train import train_model
+
+    config = load_config(args.config)
+    spec = parse_model_name(args.model)
+    record = train_model(
+        spec, config, args.data, args.out, threads=args.threads, shared_encoder=args.shared_encoder
+    )
+    scores = record["metrics"]
+    shown = (
+        "Dice " + " ".join(f"{d:.3f}" for d in scores["dice"])
+        if "dice" in scores
+        else f"MSE {scores['mse']:.5f}"
+    )
+    print(
+        f"train {spec.name}: model of epoch {record['best_epoch']} ({record['selection']['rule']}), "
+        f"validation {shown} -> {args.out}"
+    )
+
+
+def _run_encoder(args: argparse.Namespace) -> None:
+    from prrmse.core.config import load_config
+    from prrmse.training.encoder import make_shared_encoder
+
+    config = load_config(args.config)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    make_shared_encoder(config, args.network, args.out, threads=args.threads)
+
+
+def _run_import_weights(args: argparse.Namespace) -> None:
+    from prrmse.core.config import load_config
+    from prrmse.models.import_weights import import_resnet18
+    from prrmse.models.start import start_config
+
+    config = load_config(args.config)
+    networks = config["networks"]
+    if args.network not in networks:
+        known = ", ".join(sorted(networks)) or "none"
+        raise PrrmseError(
+            args.config, f"no networks entry '{args.network}' (config defines: {known})"
+        )
+    named = start_config(networks[args.network])["encoder"]
+    out = args.out
+    if out is None:
+        if named in ("independent", "shared"):
+            raise PrrmseError(
+                f"{args.config}: config key networks.{args.network}.start.encoder",
+                f"is {named!r}, not a file: pass --out",
+            )
+        out = Path(named)
+    record = import_resnet18(
+        args.pth,
+        networks[args.network],
+        out,
+        args.network,
+        where=f"{args.config}: config key networks.{args.network}",
+    )
+    note = (
+        "" if Path(named) == Path(out) else f" (networks.{args.network}.start.encoder is {named!r})"
+    )
+    print(
+        f"import-weights {args.network}: {record['mapping']['tensors']} encoder tensors of "
+        f"{args.pth.name} (sha256 {record['source']['sha256'][:12]}), {record['mapping']['stem']}, "
+        f"fc dropped -> {out}{note}"
+    )
+
+
+def _run_reuse(args: argparse.Namespace) -> None:
+    from prrmse.analysis.reuse import plan_setup
+    from prrmse.core.config import load_config
+    from prrmse.core.naming import parse_run_name
+    from prrmse.training.train import train_model
+
+    config = load_config(args.config)
+    run = parse_run_name(args.run)
+    if run.source is None:
+        raise PrrmseError(
+            args.run, "a reuse run is named <model>-<freeze|finetune|selffer>-from-<source>"
+        )
+    setup = plan_setup(args.source, args.plan, run.mode, config["reuse"]["frozen_bn"])
+    extra = {"reuse": {"run": run.name, "mode": run.mode, "source": run.source}}
+    record = train_model(
+        run.model,
+        config,
+        args.data,
+        args.out,
+        threads=args.threads,
+        setup=setup,
+        extra_record=extra,
+        shared_encoder=args.shared_encoder,
+    )
+    dice = " ".join(f"{d:.3f}" for d in record["metrics"]["dice"])
+    print(
+        f"reuse {run.name}: model of epoch {record['best_epoch']} ({record['selection']['rule']}), "
+        f"validation Dice {dice} -> {args.out}"
+    )
+
+
+def register(verbs: Any) -> None:
+    train = verbs.add_parser("train", help="train one model of the study (resumes a killed run)")
+    config_arg(train)
+    train.add_argument("--model", required=True, help="<network>-<task>-<dataset>[-n<N>]-s<seed>")
+    train.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    train.add_argument(
+        "--shared-encoder",
+        type=Path,
+        default=None,
+        help="the network's shared encoder start (start.encoder: shared)",
+    )
+    train.set_defaults(handler=_run_train)
+
+    encoder = verbs.add_parser(
+        "encoder", help="make a network's shared encoder start (config encoders.<network>)"
+    )
+    config_arg(encoder)
+    encoder.add_argument("--network", required=True, help="a network of the config")
+    encoder.add_argument("--out", type=Path, required=True, help="safetensors file to write")
+    encoder.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    encoder.set_defaults(handler=_run_encoder)
+
+    imported = verbs.add_parser(
+        "import-weights",
+        help="a torchvision ResNet-18 state dict (.pth) -> the network's encoder start file (safetensors)",
+    )
+    config_arg(imported)
+    imported.add_argument(
+        "--pth", type=Path, required=True, help="torch.save(resnet18.state_dict()) file"
+    )
+    imported.add_argument(
+        "--network", default="pspnet", help="a network of the config (default: pspnet)"
+    )
+    imported.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="safetensors file to write (default: its start.encoder path)",
+    )
+    imported.set_defaults(handler=_run_import_weights)
+
+    reuse = verbs.add_parser(
+        "reuse", help="train a target from a source's tensors per a reuse plan"
+    )
+    config_arg(reuse)
+    reuse.add_argument(
+        "--run", required=True, help="<model>-<freeze|finetune|selffer>-from-<source>"
+    )
+    reuse.add_argument("--source", type=Path, required=True, help="source model checkpoint")
+    reuse.add_argument("--plan", type=Path, required=True, help="reuse plan JSON")
+    reuse.add_argument("--data", type=Path, required=True, help="the target's prepared dataset")
+    reuse.add_argument("--out", type=Path, required=True, help="run folder to write")
+    reuse.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    reuse.add_argument(
+        "--shared-encoder",
+        type=Path,
+        default=None,
+        help="the network's shared encoder start (start.encoder: shared)",
+    )
+    reuse.set_defaults(handler=_run_reuse)
