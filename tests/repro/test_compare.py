@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, PngImagePlugin
+from safetensors.torch import save_file
 
 from prrmse.cli.main import main
 from prrmse.core.errors import PrrmseError
@@ -31,6 +33,10 @@ def _run(root: Path, commit: str, value: int = 1) -> Path:
     figure = root / "results/figures/fig03.png"
     figure.parent.mkdir(parents=True)
     Image.fromarray(np.full((4, 4), value, dtype=np.uint8)).save(figure, pnginfo=info)
+    model = root / "results/models/m/model.safetensors"
+    model.parent.mkdir(parents=True)
+    # a checkpoint's stamp is a JSON string inside its JSON header: quotes escaped there
+    save_file({"w": torch.ones(2)}, str(model), metadata={"prrmse": _stamp(commit)})
     (root / "data/raw").mkdir(parents=True)
     (root / "data/raw/scan.txt").write_text("raw bytes\n")
     (root / "results/code").mkdir()
@@ -49,6 +55,7 @@ def test_runs_of_two_commits_with_the_same_science_are_identical(tmp_path: Path)
     assert result.same == [
         "data/raw/scan.txt",
         "results/figures/fig03.png",
+        "results/models/m/model.safetensors",
         "results/summary/table.csv",
     ]
 
@@ -69,7 +76,7 @@ def test_a_product_of_one_run_only_is_named(tmp_path: Path) -> None:
 def test_the_verb_exits_non_zero_when_runs_differ(tmp_path: Path, capsys) -> None:
     first = _run(tmp_path / "a", "a" * 40)
     assert main(["compare-runs", str(first), str(_run(tmp_path / "b", "b" * 40))]) == 0
-    assert "3 products identical" in capsys.readouterr().out
+    assert "4 products identical" in capsys.readouterr().out
     assert main(["compare-runs", str(first), str(_run(tmp_path / "c", "c" * 40, 3))]) != 0
     out = capsys.readouterr()
     assert "differ: results/summary/table.csv" in out.out and "products differ" in out.err

@@ -14,8 +14,8 @@ decoder, the pyramid, the head and the whole UNet start random. Config
 
 Independent parts are drawn with torch seeded by `start_seed(model_identity(spec),
 spec.seed)`: a stable hash of the model's task identity and its seed, apart from the
-data-order seed (`spec.seed`, train.py's shuffling and augmentation). Every model of
-another task or dataset starts elsewhere; two seeds of one model start elsewhere,
+data-order seed (`spec.seed`: `prrmse.training.batches`' shuffling and augmentation).
+Every model of another task or dataset starts elsewhere; two seeds of one model start elsewhere,
 except for a shared encoder, which they share too, so the seed-to-seed noise floor is
 measured under the regime of the between-task pairs it is compared with. The subset
 size is not part of the identity: the reuse experiment's runs of one target and seed

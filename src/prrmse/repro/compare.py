@@ -5,7 +5,8 @@ it, and a product made from others names their sha256 (a figure the CSVs it drew
 the files it read). So two runs of different commits differ in bytes even when the science
 is identical. The comparison takes that, and only that, out of both:
 
-- every `"commit": "<40 hex>"` is read as forty zeros;
+- every `"commit": "<40 hex>"` is read as forty zeros (also where the stamp is a JSON string
+  inside JSON, as in a checkpoint's safetensors header);
 - every 64-hex token equal to the sha256 of another product of the same run is read as
   that product's normalised hash (recursively: a product never holds its own hash);
 - a PNG is read chunk by chunk without the chunks' CRCs (a text chunk's CRC covers the
@@ -34,7 +35,8 @@ from prrmse.repro.codedeps import MANIFEST_DIR
 PRODUCT_FOLDERS = ("data", "results")
 NOT_PRODUCTS = (MANIFEST_DIR,)
 SKIPPED_NAMES = (".snakemake_timestamp",)
-_COMMIT = re.compile(rb'("commit": ?")[0-9a-f]{40}(")')
+# the stamp as JSON, or as a JSON string inside JSON (safetensors metadata: quotes escaped)
+_COMMIT = re.compile(rb'(\\*"commit\\*": ?\\*")[0-9a-f]{40}(\\*")')
 _SHA256 = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
