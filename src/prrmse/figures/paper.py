@@ -10,7 +10,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from prrmse.core.errors import PrrmseError
-from prrmse.core.naming import run_label
+from prrmse.core.naming import network_of_name, run_label
 from prrmse.core.provenance import read_csv_provenance
 from prrmse.figures import models as figures_models
 from prrmse.figures import reuse as figures_reuse
@@ -67,5 +67,5 @@ def _rmse_to_ideal_figure(
         ideal = next(iter(((read_csv_provenance(table) or {}).get("ideal") or {}).values()), None)
         title = f"RMSE to the ideal model ({run_label(Path(ideal).parent.name)})" if ideal else None
     labels = [run_label(name) for name in runs] if runs else None
-    network = runs[0].split("-")[0] if runs else ""
+    network = network_of_name(runs[0]) if runs else ""
     return figures_reuse.plot_rmse_to_ideal(table, out_base, labels, title, floor, network)
