@@ -29,8 +29,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prrmse.analysis.sweep.engine import SweepSettings, predict_batch, replacement_sweep
 from prrmse.analysis.sweep.prefix import record_calls
+from prrmse.analysis.sweep.replacement import SweepSettings, predict_batch, replacement_sweep
 from prrmse.core.provenance import cpu_model
 from prrmse.models.layers import KIND_ATTR, get_tensor, index_layers
 from prrmse.models.registry import build_model

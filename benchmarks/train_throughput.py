@@ -28,6 +28,7 @@ from prrmse.core.naming import parse_model_name
 from prrmse.core.provenance import cpu_model
 from prrmse.models.registry import build_model
 from prrmse.models.tasks import task_loss
+from prrmse.training.settings import train_settings
 from prrmse.training.train import make_optimizer, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def bare_loop(
     torch.manual_seed(1)
     net = config["networks"][network]
     model = build_model(net["arch"], **net.get("options", {}))
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, train_settings(config))
     model.train()
     batch = cfg["batch_size"]
     order = torch.randint(0, len(images), (steps, batch))
@@ -77,7 +78,9 @@ def bare_loop(
 def train_loop(config: dict, network: str, data: Path, out: Path) -> float:
     cfg = config["train"]
     began = time.perf_counter()
-    train_model(parse_model_name(f"{network}-seg-bench-s1"), config, data, out, log=lambda _: None)
+    spec = parse_model_name(f"{network}-seg-bench-s1")
+    settings, net = train_settings(config), config["networks"][network]
+    train_model(spec, settings, net, data, out, log=lambda _: None)
     elapsed = time.perf_counter() - began
     return cfg["epochs"] * cfg["iterations_per_epoch"] * cfg["batch_size"] / elapsed
 

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prrmse.cli.main import verb_config_keys
 from prrmse.core.io import sha256_file
 from prrmse.repro import dvcgen
 from tests import e2e
@@ -152,7 +153,7 @@ def _snapshot() -> Path:
     e2e.run(["git", "init", "-q", "."], repo, env)
     e2e.run([*e2e.DVC, "init", "-q"], repo, env)
     shutil.copy(e2e.ROOT / ".dvc/config", repo / ".dvc/config")
-    dvcgen.write_dvc_yaml(Path("Snakefile"), TINY, repo)
+    dvcgen.write_dvc_yaml(Path("Snakefile"), TINY, repo, verb_keys=verb_config_keys())
     e2e.run(["git", "add", "-A"], repo, env)
     e2e.run(["git", "-c", "commit.gpgsign=false", "commit", "-qm", "tiny"], repo, env)
     return repo

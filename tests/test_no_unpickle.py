@@ -300,9 +300,9 @@ def test_a_small_study_runs_without_unpickling(tmp_path):
             "sweep",
             "--config",
             config_path,
-            "--target",
+            "--target-checkpoint",
             checkpoints[0],
-            "--source",
+            "--source-checkpoint",
             checkpoints[1],
             "--data",
             data,
@@ -311,8 +311,16 @@ def test_a_small_study_runs_without_unpickling(tmp_path):
             "--threads",
             1,
         )
-        _cli("bnstats", "--target", checkpoints[0], "--source", checkpoints[1], "--out", bnstats)
-        _cli("rmse", "--models", *checkpoints, "--out", rmse)
+        _cli(
+            "bnstats",
+            "--target-checkpoint",
+            checkpoints[0],
+            "--source-checkpoint",
+            checkpoints[1],
+            "--out",
+            bnstats,
+        )
+        _cli("rmse", "--checkpoints", *checkpoints, "--out", rmse)
         _cli(
             "plan",
             "--config",
@@ -321,9 +329,9 @@ def test_a_small_study_runs_without_unpickling(tmp_path):
             sweep,
             "--rmse",
             rmse,
-            "--target",
+            "--target-model",
             "unet-seg-acdc-s1",
-            "--source",
+            "--source-model",
             "unet-auto-acdc-s1",
             "--out",
             plan,

@@ -10,11 +10,10 @@ from torch import nn
 from prrmse.analysis.align import (
     align_models,
     apply_permutations,
-    permutation_spec,
     random_permutations,
-    supports_alignment,
     weight_matching,
 )
+from prrmse.analysis.permutation_spec import permutation_spec, supports_alignment
 from prrmse.analysis.rmse import tensor_rmse
 from prrmse.core.errors import PrrmseError
 from prrmse.models.registry import arch_record, build_model

@@ -11,22 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from prrmse.analysis.cka import (
-    CKA_COLUMNS,
-    bn_grams,
-    center_gram,
-    cka_matrix,
-    gram_linear,
-    linear_cka,
-    pass_schedule,
-    run_cka,
-    select_images,
-)
+from prrmse.analysis.cka import CKA_COLUMNS, cka_matrix, run_cka, select_images
+from prrmse.analysis.cka_grams import bn_grams, pass_schedule
+from prrmse.analysis.cka_statistic import center_gram, gram_linear, linear_cka
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import sha256_file
 from prrmse.core.provenance import csv_header, read_csv_provenance
 from prrmse.figures.cka import draw_cka_figure
-from prrmse.figures.style import read_figure_provenance
+from prrmse.figures.saving import read_figure_provenance
 from prrmse.models.checkpoint import save_tensors
 from prrmse.models.registry import build_model
 from tests.conftest import write_processed

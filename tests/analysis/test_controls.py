@@ -10,13 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from prrmse.analysis.sweep.engine import (
-    RERANDOM_SEED_OFFSET,
+from prrmse.analysis.sweep.controls import RERANDOM_SEED_OFFSET, control_source
+from prrmse.analysis.sweep.engine import run_control_sweep
+from prrmse.analysis.sweep.replacement import (
     SweepSettings,
-    control_source,
     naive_sweep_tables,
     replacement_sweep_tables,
-    run_control_sweep,
 )
 from prrmse.analysis.sweep.rows import COLUMNS
 from prrmse.core.errors import PrrmseError

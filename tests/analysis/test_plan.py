@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from prrmse.analysis.plan import CALIBRATION_SEEDS, load_plan, make_plan
-from prrmse.analysis.plan_models import calibrate, load_plan_for, run_plan
+from prrmse.analysis.plan import load_plan, make_plan
+from prrmse.analysis.plan_models import CALIBRATION_SEEDS, calibrate, load_plan_for, run_plan
 from prrmse.analysis.rmse import run_rmse, tensor_rmse
 from prrmse.core.config import load_config
 from prrmse.core.errors import PrrmseError

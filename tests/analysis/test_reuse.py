@@ -11,17 +11,19 @@ import torch
 from torch import nn
 
 from prrmse.analysis.reuse import plan_setup
-from prrmse.analysis.rmse import probe_shape
+from prrmse.analysis.rmse import probe_shape, rmse_to_ideal
 from prrmse.core.errors import PrrmseError
 from prrmse.core.naming import RunSpec, parse_model_name, parse_run_name, run_label
 from prrmse.core.provenance import read_csv_provenance
+from prrmse.core.tabular import IDEAL_COLUMNS
 from prrmse.figures.paper import make_figure
-from prrmse.figures.reuse import IDEAL_COLUMNS, plot_rmse_to_ideal, rmse_to_ideal
-from prrmse.figures.style import read_figure_provenance
+from prrmse.figures.reuse import plot_rmse_to_ideal
+from prrmse.figures.saving import read_figure_provenance
 from prrmse.models.checkpoint import load_model, save_tensors
 from prrmse.models.layers import KINDS_OF_FAMILY, get_tensor, index_layers
 from prrmse.models.registry import build_model
 from prrmse.models.start import resolve_start
+from prrmse.training.settings import train_settings
 from prrmse.training.train import initial_model, train_model
 from tests.analysis.test_rmse import save_unet
 
@@ -118,8 +120,10 @@ def trains_visibly(layer, kind: str) -> bool:
 
 
 def train(tiny_config, data: Path, out: Path, setup) -> dict:
+    spec = parse_model_name(TARGET)
+    network = tiny_config["networks"][spec.network]
     return train_model(
-        parse_model_name(TARGET), tiny_config, data, out, setup=setup, log=lambda _: None
+        spec, train_settings(tiny_config), network, data, out, setup=setup, log=lambda _: None
     )
 
 

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from prrmse.analysis.sweep.bnfold import fold_overrides, fold_pairs
-from prrmse.analysis.sweep.engine import SweepSettings, naive_sweep, replacement_sweep, run_sweep
+from prrmse.analysis.sweep.engine import run_sweep
 from prrmse.analysis.sweep.prefix import PrefixCache, forwards_replaced, record_calls
+from prrmse.analysis.sweep.replacement import SweepSettings, naive_sweep, replacement_sweep
 from prrmse.analysis.sweep.rows import COLUMNS
 from prrmse.core.errors import PrrmseError
 from prrmse.core.provenance import read_csv_provenance

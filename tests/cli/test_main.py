@@ -39,3 +39,71 @@ def test_help_shows_defaults_and_choices(capsys) -> None:
     assert "(default: config/config.yaml)" in text
     assert "{sweep,bnstats,rmse,rmse_to_ideal}" in text
     assert "(default: None)" not in text
+
+
+def _flags(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if a.option_strings and a.help is not argparse.SUPPRESS]
+
+
+def test_one_flag_grammar_checkpoints_models_and_outputs() -> None:
+    """A checkpoint flag is a path named `--...-checkpoint(s)`; a flag holding a model name
+    is `--model`, `--run` or `--...-model`; a written file is `--out` or `--...-out`."""
+    for verb, parser in _verbs(build_parser()).items():
+        for action in _flags(parser):
+            name, text = action.option_strings[0], (action.help or "").lower()
+            if "checkpoint" in text:
+                assert name.endswith(("-checkpoint", "-checkpoints")), (verb, name)
+                assert action.type is not None and action.type.__name__ == "Path", (verb, name)
+            if name.endswith(("-checkpoint", "-checkpoints")):
+                assert "checkpoint" in text, (verb, name)
+            if "model name" in text:
+                assert name in ("--model", "--run") or name.endswith("-model"), (verb, name)
+            if "to write" in text:
+                assert name == "--out" or name.endswith("-out"), (verb, name)
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "former"),
+    [
+        (
+            ["bnstats", "--target", "a", "--source-checkpoint", "b", "--out", "o"],
+            "target_checkpoint",
+            "--target",
+        ),
+        (["rmse", "--models", "a", "b", "--out", "o"], "checkpoints", "--models"),
+        (
+            [
+                "plan",
+                "--sweep",
+                "s",
+                "--rmse",
+                "r",
+                "--target",
+                "t",
+                "--source-model",
+                "u",
+                "--out",
+                "o",
+            ],
+            "target_model",
+            "--target",
+        ),
+        (["figure-cka", "--input", "c.csv", "--out", "o"], "summary", "--input"),
+    ],
+)
+def test_former_flag_names_work_for_one_release_with_a_warning(capsys, argv, dest, former) -> None:
+    args = build_parser().parse_args(argv)
+    assert getattr(args, dest) is not None
+    err = capsys.readouterr().err
+    assert f"{former} is deprecated" in err and "next release" in err
+    assert err.count("\n") == 1
+
+
+def test_former_names_are_hidden_and_a_required_flag_is_still_required(capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bnstats", "--help"])
+    shown = capsys.readouterr().out
+    assert "--target-checkpoint" in shown and "--target " not in shown
+    assert main(["bnstats", "--source-checkpoint", "b", "--out", "o"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--target-checkpoint" in err and "--target " not in err.replace("--target-", "")

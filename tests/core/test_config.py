@@ -221,7 +221,10 @@ def test_snakemake_jobs_read_the_site_roots(tmp_path):
 
 
 def test_dvc_params_track_the_site_file_too(tmp_path):
-    from prrmse.repro.dvcgen import Job, build_stage, site_params_file
+    from prrmse.cli.main import verb_config_keys
+    from prrmse.repro.dvcgen import build_stage
+    from prrmse.repro.snakemake_dag import Job
+    from prrmse.repro.stage_params import StageParams, site_params_file
 
     config_path = _paper_copy(tmp_path)
     raw = yaml.safe_load(config_path.read_text())
@@ -238,7 +241,9 @@ def test_dvc_params_track_the_site_file_too(tmp_path):
         logs=["logs/prepare/acdc.log"],
         shellcmd="prrmse prepare --config config/paper.yaml --dataset acdc --out data/processed/acdc",
     )
-    assert build_stage(job, raw, "config/paper.yaml", site)["params"] == [
+    keys = verb_config_keys()
+    with_site = StageParams("config/paper.yaml", raw, keys, site)
+    assert build_stage(job, with_site)["params"] == [
         {"config/paper.yaml": ["datasets.acdc", "prepare"]},
         {"config/site.yaml": ["datasets.acdc"]},
     ]
@@ -249,9 +254,9 @@ def test_dvc_params_track_the_site_file_too(tmp_path):
             "shellcmd": job.shellcmd.replace("acdc", "rvsc"),
         }
     )
-    assert build_stage(rvsc, raw, "config/paper.yaml", site)["params"] == [
+    assert build_stage(rvsc, with_site)["params"] == [
         {"config/paper.yaml": ["datasets.rvsc", "prepare"]}
     ]
-    assert build_stage(job, raw, "config/paper.yaml")["params"] == [
+    assert build_stage(job, StageParams("config/paper.yaml", raw, keys))["params"] == [
         {"config/paper.yaml": ["datasets.acdc", "prepare"]}
     ]

@@ -12,14 +12,9 @@ import pytest
 
 from prrmse.core.errors import PrrmseError
 from prrmse.data import phantoms
-from prrmse.data.anatomy import (
-    GROUPS,
-    draw_anatomy,
-    fill_polygon,
-    render_slice,
-    slice_depths,
-)
+from prrmse.data.anatomy import GROUPS, draw_anatomy, slice_depths
 from prrmse.data.phantoms import inversion_times_ms, write_phantoms
+from prrmse.data.slice_geometry import fill_polygon, render_slice
 
 SHAPE = [48, 40]
 ACDC = {

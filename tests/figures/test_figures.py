@@ -13,15 +13,12 @@ import pytest
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import sha256_file
 from prrmse.core.provenance import csv_header, read_csv_provenance
-from prrmse.figures.models import (
-    plot_bn_stats,
-    plot_conv_rmse,
-    plot_group_rmse,
-    rmse_matrix,
-    short_names,
-)
+from prrmse.figures.bnstats import plot_bn_stats
+from prrmse.figures.model_labels import short_names
+from prrmse.figures.models import plot_conv_rmse, plot_group_rmse, rmse_matrix
 from prrmse.figures.paper import make_figure
-from prrmse.figures.style import plot_bn_sweep, plot_conv_sweep, read_figure_provenance
+from prrmse.figures.saving import read_figure_provenance
+from prrmse.figures.sweeps import plot_bn_sweep, plot_conv_sweep
 
 BASELINE = [0.99, 0.81, 0.83, 0.92]
 BN_KINDS = ("RM", "RV", "RW", "RB")

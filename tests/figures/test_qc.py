@@ -16,7 +16,7 @@ from prrmse.data.phantoms import write_phantoms
 from prrmse.data.prepare import prepare_dataset
 from prrmse.data.processed import load_processed
 from prrmse.figures.qc import class_counts, run_qc, sample_rows
-from prrmse.figures.style import read_figure_provenance
+from prrmse.figures.saving import read_figure_provenance
 
 CONFIG = {
     "phantoms": {

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prrmse.analysis.sweep.engine import control_source
+from prrmse.analysis.sweep.controls import control_source
 from prrmse.core import provenance
 from prrmse.core.config import validate_config
 from prrmse.core.errors import PrrmseError
@@ -21,6 +21,7 @@ from prrmse.models.start import legacy_start, model_identity, resolve_start, sta
 from prrmse.models.start_model import build_start
 from prrmse.results.floor import check_regimes, run_noise_floor
 from prrmse.training.encoder import make_shared_encoder
+from prrmse.training.settings import encoder_settings, network_entry, train_settings
 from prrmse.training.train import initial_model, train_model
 from tests.conftest import TINY_CONFIG
 from tests.results.test_summary import _rmse, _write
@@ -54,10 +55,32 @@ def config_with(start: dict | None = None, **encoders) -> dict:
     return validate_config(config)
 
 
+def make_encoder(config: dict, out: Path, network: str = "pspnet") -> dict:
+    """`prrmse encoder` on a validated config: its settings built as the verb builds them."""
+    return make_shared_encoder(
+        network,
+        encoder_settings(config, network),
+        network_entry(config, network, f"network {network}"),
+        out,
+        train=train_settings(config),
+        phantoms=config["phantoms"],
+        prepare=config["prepare"],
+        log=lambda _: None,
+    )
+
+
+def train(spec, config: dict, data: Path, out: Path, **kwargs) -> dict:
+    """`prrmse train` on a validated config."""
+    network = config["networks"][spec.network]
+    return train_model(
+        spec, train_settings(config), network, data, out, log=lambda _: None, **kwargs
+    )
+
+
 @pytest.fixture(scope="module")
 def shared_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("encoders") / "pspnet.safetensors"
-    make_shared_encoder(config_with(recipe="random", seed=3), "pspnet", out, log=lambda _: None)
+    make_encoder(config_with(recipe="random", seed=3), out)
     return out
 
 
@@ -161,14 +184,8 @@ def test_training_records_the_start_and_reinit_rebuilds_it_exactly(
         return {}
 
     spec = parse_model_name("pspnet-seg-acdc-s2")
-    record = train_model(
-        spec,
-        config,
-        tiny_data,
-        tmp_path / "m",
-        setup=capture,
-        shared_encoder=shared_file,
-        log=lambda _: None,
+    record = train(
+        spec, config, tiny_data, tmp_path / "m", setup=capture, shared_encoder=shared_file
     )
     _, saved = load_tensors(tmp_path / "m" / "model.safetensors")
     assert saved["start"] == record["start"]
@@ -192,7 +209,7 @@ def test_training_records_the_start_and_reinit_rebuilds_it_exactly(
         control_source("reinit", network, moved)
     # a shared start without its file is refused before any data is read
     with pytest.raises(PrrmseError, match="is 'shared'"):
-        train_model(spec, config, tiny_data, tmp_path / "n", log=lambda _: None)
+        train(spec, config, tiny_data, tmp_path / "n")
 
 
 def test_legacy_checkpoints_start_from_their_seed():
@@ -216,7 +233,7 @@ def test_pretext_encoder_trains_on_a_pool_apart_from_every_dataset(tmp_path):
     config["prepare"].update(shape=[32, 32], spacing_mm=3.0)
     config["train"]["batch_size"] = 2
     out = tmp_path / "encoders" / "pspnet.safetensors"
-    record = make_shared_encoder(config, "pspnet", out, log=lambda _: None)
+    record = make_encoder(config, out)
     tensors, saved = load_tensors(out)
     assert saved["recipe"] == "pretext" and saved["pool"]["seed"] == 99
     assert saved["pretext_model"]["name"] == "pspnet-seg-pretext-s1"
@@ -226,13 +243,18 @@ def test_pretext_encoder_trains_on_a_pool_apart_from_every_dataset(tmp_path):
     model = build_start(PSPNET, legacy_start(1))
     assert set(tensors) == {k.removeprefix("encoder.") for k in encoder_of(model)}
     assert [p.name for p in out.parent.iterdir()] == ["pspnet.safetensors"]  # no pool left
+    # the pool's folder name is fixed, so a rerun writes the same bytes (its index's hash is
+    # in the record)
+    first = out.read_bytes()
+    make_encoder(config, out)
+    assert out.read_bytes() == first
     config["encoders"]["pspnet"]["pool"]["seed"] = config["phantoms"]["seed"]
     with pytest.raises(PrrmseError, match="pool.seed: equals phantoms.seed"):
-        make_shared_encoder(config, "pspnet", tmp_path / "again.safetensors", log=lambda _: None)
+        make_encoder(config, tmp_path / "again.safetensors")
     unet_only = copy.deepcopy(config)
     unet_only["encoders"] = {}
     with pytest.raises(PrrmseError, match="encoders.pspnet: missing"):
-        make_shared_encoder(unet_only, "pspnet", tmp_path / "x.safetensors", log=lambda _: None)
+        make_encoder(unet_only, tmp_path / "x.safetensors")
 
 
 def test_floor_refuses_seed_pairs_under_another_start_regime(tmp_path, shared_file):
@@ -279,9 +301,7 @@ def test_floor_refuses_seed_pairs_under_another_start_regime(tmp_path, shared_fi
 
 def test_checkpoint_start_round_trips_through_load_model(shared_file, tiny_data, tmp_path):
     config = config_with()
-    train_model(
-        parse_model_name("unet-seg-acdc-s1"), config, tiny_data, tmp_path / "u", log=lambda _: None
-    )
+    train(parse_model_name("unet-seg-acdc-s1"), config, tiny_data, tmp_path / "u")
     _, record = load_model(tmp_path / "u" / "model.safetensors")
     assert record["start"] == resolve_start(
         config["networks"]["unet"], parse_model_name("unet-seg-acdc-s1")

@@ -179,9 +179,9 @@ def sweep_argv(
         "sweep",
         "--config",
         str(env.kit.config),
-        "--target",
+        "--target-checkpoint",
         str(target),
-        "--source",
+        "--source-checkpoint",
         str(source),
         "--data",
         str(data or env.kit.processed),
@@ -195,7 +195,7 @@ def sweep_argv(
 
 def rmse_scenario(env: Env, bad: Path, *words: str, out: Path | None = None) -> Scenario:
     out = out or env.tmp / "analysis" / "rmse.csv"
-    argv = ["rmse", "--models", str(env.kit.unet), str(bad), "--out", str(out)]
+    argv = ["rmse", "--checkpoints", str(env.kit.unet), str(bad), "--out", str(out)]
     return Scenario(argv, bad, words, (out,))
 
 
@@ -226,7 +226,7 @@ def reuse_argv(env: Env, run: str, source: Path, plan: Path) -> tuple[list[str],
         str(env.kit.config),
         "--run",
         run,
-        "--source",
+        "--source-checkpoint",
         str(source),
         "--plan",
         str(plan),
@@ -256,9 +256,9 @@ def plan_argv(
         str(sweep),
         "--rmse",
         str(rmse),
-        "--target",
+        "--target-model",
         target,
-        "--source",
+        "--source-model",
         source,
         "--out",
         str(out),
@@ -713,7 +713,15 @@ def forged_overlap(env: Env) -> Scenario:
 
     bad = forged_header(env.kit.unet_b, env.tmp / "bad" / "model.safetensors", forge)
     out = env.tmp / "analysis" / "bnstats.csv"
-    argv = ["bnstats", "--target", str(env.kit.unet), "--source", str(bad), "--out", str(out)]
+    argv = [
+        "bnstats",
+        "--target-checkpoint",
+        str(env.kit.unet),
+        "--source-checkpoint",
+        str(bad),
+        "--out",
+        str(out),
+    ]
     return Scenario(argv, bad, ("not a readable safetensors checkpoint",), (out,))
 
 
@@ -825,9 +833,9 @@ def bnstats_other_architecture(env: Env) -> Scenario:
     out = env.tmp / "analysis" / "bnstats.csv"
     argv = [
         "bnstats",
-        "--target",
+        "--target-checkpoint",
         str(env.kit.unet),
-        "--source",
+        "--source-checkpoint",
         str(env.kit.pspnet),
         "--out",
         str(out),
@@ -993,7 +1001,7 @@ def cli_bad_threads(env: Env) -> Scenario:
 
 @case("CLI arguments", "a required argument left out (rmse without --out)")
 def cli_missing_argument(env: Env) -> Scenario:
-    argv = ["rmse", "--models", str(env.kit.unet), str(env.kit.unet_b)]
+    argv = ["rmse", "--checkpoints", str(env.kit.unet), str(env.kit.unet_b)]
     return Scenario(argv, "--out", ("the following arguments are required",), (), exit_code=2)
 
 
@@ -1020,7 +1028,7 @@ def cli_bad_model_name(env: Env) -> Scenario:
 @case("CLI arguments", "rmse of a single checkpoint")
 def cli_one_model(env: Env) -> Scenario:
     out = env.tmp / "analysis" / "rmse.csv"
-    argv = ["rmse", "--models", str(env.kit.unet), "--out", str(out)]
+    argv = ["rmse", "--checkpoints", str(env.kit.unet), "--out", str(out)]
     return Scenario(argv, "rmse", ("needs at least two checkpoints",), (out,))
 
 
@@ -1038,7 +1046,7 @@ def read_only_output(env: Env) -> Scenario:
     else:
         pytest.skip("root without mount rights: no way to make a folder read-only")
     out = folder / "rmse.csv"
-    argv = ["rmse", "--models", str(env.kit.unet), str(env.kit.unet_b), "--out", str(out)]
+    argv = ["rmse", "--checkpoints", str(env.kit.unet), str(env.kit.unet_b), "--out", str(out)]
     return Scenario(argv, folder, ("not writable",), (out,))
 
 
@@ -1047,7 +1055,7 @@ def output_below_file(env: Env) -> Scenario:
     blocker = env.tmp / "analysis"
     blocker.write_text("a file where a folder should be\n")
     out = blocker / "rmse.csv"
-    argv = ["rmse", "--models", str(env.kit.unet), str(env.kit.unet_b), "--out", str(out)]
+    argv = ["rmse", "--checkpoints", str(env.kit.unet), str(env.kit.unet_b), "--out", str(out)]
     return Scenario(argv, blocker, ("output folder expected, found a file",), (out,))
 
 
@@ -1114,7 +1122,7 @@ def _limit_file_size() -> None:
 @case("output", "file too large (RLIMIT_FSIZE 1 KiB, a real process)")
 def file_too_large(env: Env) -> Scenario:
     out = env.tmp / "analysis" / "rmse.csv"
-    argv = ["rmse", "--models", str(env.kit.unet), str(env.kit.unet_b), "--out", str(out)]
+    argv = ["rmse", "--checkpoints", str(env.kit.unet), str(env.kit.unet_b), "--out", str(out)]
     return Scenario(
         argv,
         out,

@@ -17,13 +17,15 @@ import yaml
 
 from prrmse.analysis.plan_models import run_plan
 from prrmse.analysis.rmse import run_rmse
-from prrmse.analysis.sweep.engine import SweepSettings, run_sweep
+from prrmse.analysis.sweep.engine import run_sweep
+from prrmse.analysis.sweep.replacement import SweepSettings
 from prrmse.core.config import validate_config
 from prrmse.core.naming import parse_model_name
 from prrmse.data.phantoms import write_phantoms
 from prrmse.data.prepare import prepare_dataset
 from prrmse.models.checkpoint import load_tensors, save_tensors
 from prrmse.models.registry import build_model
+from prrmse.training.settings import train_settings
 from prrmse.training.train import train_model
 
 torch.set_num_threads(1)
@@ -158,7 +160,8 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     models = root / "models"
     train_model(
         parse_model_name("unet-seg-acdc-s1"),
-        config,
+        train_settings(config),
+        config["networks"]["unet"],
         processed,
         models / "unet-seg-acdc-s1",
         threads=1,

@@ -10,7 +10,8 @@ import yaml
 
 from prrmse.core.errors import PrrmseError
 from prrmse.repro.codedeps import manifest_path, read_package, verb_files, write_code_manifests
-from prrmse.repro.dvcgen import CODE_DEP, CODE_STAGE, parse_verb
+from prrmse.repro.dvcgen import CODE_DEP, CODE_STAGE
+from prrmse.repro.snakemake_dag import parse_verb
 
 ROOT = Path(__file__).resolve().parents[2]
 

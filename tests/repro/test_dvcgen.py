@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -12,13 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prrmse.cli.main import verb_config_keys
+from prrmse.core.config import config_value, load_config, settings_json
 from prrmse.core.errors import PrrmseError
-from prrmse.repro import dvcgen, record
+from prrmse.repro import dvcgen, record, snakemake_dag, stage_params
 from prrmse.repro import lineage as lin
 from tests import e2e
 from tests.e2e_runs import RecordedRun, recorded_run
 
 ROOT = e2e.ROOT
+VERB_KEYS = verb_config_keys()
 TINY = e2e.TINY
 # flags a verb may receive: paths, identifiers from wildcards, threads; never a config value
 ALLOWED_FLAGS = {
@@ -29,9 +33,9 @@ ALLOWED_FLAGS = {
     "--data",
     "--out",
     "--threads",
-    "--target",
-    "--source",
-    "--models",
+    "--target-checkpoint",
+    "--source-checkpoint",
+    "--checkpoints",
     "--sweep",
     "--rmse",
     "--number",
@@ -40,32 +44,37 @@ ALLOWED_FLAGS = {
     "--caption",
     "--plan",
     "--run",
-    "--runs",
-    "--ideal",
-    "--patients-csv",
+    "--run-names",
+    "--run-metrics",
+    "--run-checkpoints",
+    "--ideal-checkpoint",
+    "--patients-out",
     "--patients",
     "--floor",
-    "--input",
-    "--controls",
+    "--summary",
+    "--sweep-summary",
+    "--controls-summary",
     "--sweeps",
     "--noise-floor",
     "--plans",
     "--table1",
-    "--csv",
+    "--csv-out",
     "--bnstats",
     "--network",
     "--shared-encoder",
+    "--target-model",
+    "--source-model",
 }
 
 
 @pytest.fixture(scope="module")
-def jobs() -> list[dvcgen.Job]:
-    return dvcgen.snakemake_jobs(Path("Snakefile"), TINY, ROOT)
+def jobs() -> list[snakemake_dag.Job]:
+    return snakemake_dag.snakemake_jobs(Path("Snakefile"), TINY, ROOT)
 
 
 @pytest.fixture(scope="module")
 def content() -> dict:
-    return dvcgen.generate_dvc_yaml(Path("Snakefile"), TINY, ROOT)
+    return dvcgen.generate_dvc_yaml(Path("Snakefile"), TINY, ROOT, verb_keys=VERB_KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +222,7 @@ def test_params_keys_exist_in_the_config_file(stages, tiny_config):
         assert covered == expected[rule], (name, expected[rule] - covered)
         assert keys == sorted(keys)
         for key in keys:
-            assert dvcgen._get(tiny_config, key)[0], (name, key)
+            assert config_value(tiny_config, key)[0], (name, key)
     assert stages["train--pspnet-seg-t1-s1"]["params"][0][TINY.as_posix()] == [
         "networks.pspnet",
         "train",
@@ -224,14 +233,31 @@ def test_params_keys_exist_in_the_config_file(stages, tiny_config):
     ]
 
 
+def test_each_rule_passes_snakemake_the_values_its_verb_reads(jobs):
+    """The rules' `settings` param and dvc.yaml's params come from one declaration: the keys
+    each verb reads (prrmse.cli), so Snakemake reruns a job whose values changed as DVC does."""
+    merged = load_config(ROOT / TINY)
+    checked = 0
+    for job in jobs:
+        verb, args = snakemake_dag.parse_verb(job.shellcmd)
+        if verb not in VERB_KEYS:
+            assert job.settings is None, job.rule
+            continue
+        keys = VERB_KEYS[verb](stage_params.verb_arguments(args))
+        assert job.settings == settings_json(merged, keys), job.rule
+        assert set(json.loads(job.settings)) == set(keys), job.rule
+        checked += 1
+    assert checked > 50
+
+
 def test_commands_pass_only_the_config_file_and_paths(stages, tiny_config):
     for name, stage in stages.items():
         cmd = stage["cmd"]
         assert cmd.startswith("mkdir -p "), name
-        verb, args = dvcgen.parse_verb(cmd)
+        verb, args = snakemake_dag.parse_verb(cmd)
         assert verb is not None, name
         assert set(args) <= ALLOWED_FLAGS, (name, set(args) - ALLOWED_FLAGS)
-        if verb in dvcgen.VERB_PARAMS:
+        if verb in VERB_KEYS:
             assert args["--config"] == [TINY.as_posix()], name
         assert str(ROOT) not in cmd, name  # portable: no absolute paths
     lr = str(tiny_config["train"]["lr"])
@@ -256,7 +282,7 @@ def test_outs_metrics_plots_and_logs(stages):
 
 
 def test_regeneration_is_byte_identical(content):
-    again = dvcgen.generate_dvc_yaml(Path("Snakefile"), TINY, ROOT)
+    again = dvcgen.generate_dvc_yaml(Path("Snakefile"), TINY, ROOT, verb_keys=VERB_KEYS)
     first = dvcgen.render_dvc_yaml(content, TINY)
     assert dvcgen.render_dvc_yaml(again, TINY) == first
     assert list(yaml.safe_load(first)["stages"]) == sorted(content["stages"])
@@ -278,59 +304,65 @@ def test_figures_are_image_plots_and_table1_a_metrics_file(content):
 def test_committed_dvc_yaml_is_in_sync():
     if not (ROOT / "dvc.yaml").exists():
         pytest.skip("dvc.yaml not generated yet (prrmse dvc-sync)")
-    diff = dvcgen.check_dvc_yaml(Path("Snakefile"), Path("config/config.yaml"), ROOT)
+    diff = dvcgen.check_dvc_yaml(
+        Path("Snakefile"), Path("config/config.yaml"), ROOT, verb_keys=VERB_KEYS
+    )
     assert not diff, "dvc.yaml is out of date; run `prrmse dvc-sync`:\n" + "\n".join(diff[:40])
 
 
-def test_verb_reading_config_must_be_in_the_table():
-    job = dvcgen.Job(
+def test_a_verb_reading_the_config_must_declare_its_keys():
+    job = snakemake_dag.Job(
         "reuse_x", [], [], ["out"], set(), [], "prrmse newverb --config c.yaml --out out"
     )
-    with pytest.raises(PrrmseError, match="VERB_PARAMS"):
-        dvcgen.job_params(job, {}, "c.yaml")
-    other = dvcgen.Job(
+    with pytest.raises(PrrmseError, match="declares no config keys"):
+        stage_params.job_params(job, {}, "c.yaml", VERB_KEYS)
+    other = snakemake_dag.Job(
         "t", [], [], ["o"], set(), [], "prrmse train --config other.yaml --model unet-seg-acdc-s1"
     )
     with pytest.raises(PrrmseError, match="other.yaml"):
-        dvcgen.job_params(other, {"train": {}}, "c.yaml")
-    bare = dvcgen.Job(
+        stage_params.job_params(other, {"train": {}}, "c.yaml", VERB_KEYS)
+    bare = snakemake_dag.Job(
         "t", [], [], ["o"], set(), [], "prrmse train --model unet-seg-acdc-s1 --out o"
     )
     with pytest.raises(PrrmseError, match="no --config"):
-        dvcgen.job_params(bare, {}, "c.yaml")
+        stage_params.job_params(bare, {}, "c.yaml", VERB_KEYS)
 
 
 def test_keys_absent_from_the_config_file_are_tracked_through_an_ancestor():
     cmd = "prrmse train --config c.yaml --model unet-seg-acdc-s1 > l 2>&1"
-    job = dvcgen.Job("train", [], [], ["o"], set(), [], cmd)
-    assert dvcgen.job_params(job, {"train": {"lr": 1}}, "c.yaml") == ["train"]
+    job = snakemake_dag.Job("train", [], [], ["o"], set(), [], cmd)
+    assert stage_params.job_params(job, {"train": {"lr": 1}}, "c.yaml", VERB_KEYS) == ["train"]
     both = {"train": {}, "networks": {"unet": {}}}
-    assert dvcgen.job_params(job, both, "c.yaml") == ["networks.unet", "train"]
+    assert stage_params.job_params(job, both, "c.yaml", VERB_KEYS) == ["networks.unet", "train"]
     # networks.unet absent: `networks` stands in for it
-    assert dvcgen.job_params(job, {"train": {}, "networks": {"x": 1}}, "c.yaml") == [
+    assert stage_params.job_params(
+        job, {"train": {}, "networks": {"x": 1}}, "c.yaml", VERB_KEYS
+    ) == [
         "networks",
         "train",
     ]
     plan = ["analysis.plan.rule", "analysis.plan.max_dice_drop", "analysis.plan.max_rel_rmse_w"]
-    assert dvcgen.tracked_keys(plan, {"analysis": {"sweep": {}}}) == ["analysis"]
-    assert dvcgen.tracked_keys(plan, {"analysis": {"plan": {"rule": "both"}}}) == ["analysis.plan"]
-    assert dvcgen.tracked_keys(plan, {}) == []
-    assert dvcgen.tracked_keys(["a", "a.b"], {"a": {"b": 1}}) == ["a"]
+    assert stage_params.tracked_keys(plan, {"analysis": {"sweep": {}}}) == ["analysis"]
+    assert stage_params.tracked_keys(plan, {"analysis": {"plan": {"rule": "both"}}}) == [
+        "analysis.plan"
+    ]
+    assert stage_params.tracked_keys(plan, {}) == []
+    assert stage_params.tracked_keys(["a", "a.b"], {"a": {"b": 1}}) == ["a"]
 
 
 def test_parse_verb():
-    verb, args = dvcgen.parse_verb(
+    verb, args = snakemake_dag.parse_verb(
         "mkdir -p a && prrmse figure --number 03 --inputs a.csv b.csv --out x > l 2>&1"
     )
     assert verb == "figure"
     assert args == {"--number": ["03"], "--inputs": ["a.csv", "b.csv"], "--out": ["x"]}
-    assert dvcgen.parse_verb("echo hi") == (None, {})
+    assert snakemake_dag.parse_verb("echo hi") == (None, {})
 
 
 def test_commands_have_no_double_spaces_dvc_lock_would_fold_away(stages):
     """DVC folds long commands in dvc.lock at spaces and loses one of two adjacent ones:
     the lock would never match dvc.yaml again ("changed command" forever)."""
-    assert dvcgen.squeeze_spaces("  a  b \t c --caption 'x  y' \"p  q\"  > l ") == (
+    assert snakemake_dag.squeeze_spaces("  a  b \t c --caption 'x  y' \"p  q\"  > l ") == (
         "a b c --caption 'x  y' \"p  q\" > l"
     )
     for name, stage in stages.items():
@@ -342,7 +374,9 @@ def test_dvc_lock_round_trips_long_commands(tmp_path):
     """DVC's own YAML writer folds a long command; read back it must be the same string."""
     from dvc.utils.serialize import dump_yaml, load_yaml
 
-    cmd = dvcgen.squeeze_spaces("prrmse figure --inputs " + "x/" * 60 + "a.csv  --out b > l 2>&1")
+    cmd = snakemake_dag.squeeze_spaces(
+        "prrmse figure --inputs " + "x/" * 60 + "a.csv  --out b > l 2>&1"
+    )
     dump_yaml(tmp_path / "lock.yaml", {"stages": {"s": {"cmd": cmd}}})
     assert load_yaml(tmp_path / "lock.yaml")["stages"]["s"]["cmd"] == cmd
 
@@ -357,14 +391,14 @@ def test_write_dvc_yaml_and_dvcignore(tmp_path):
     (tmp_path / "src").symlink_to(ROOT / "src")
     (tmp_path / "tests/workflow").mkdir(parents=True)
     shutil.copy(ROOT / TINY, tmp_path / TINY)
-    path = dvcgen.write_dvc_yaml(Path("Snakefile"), TINY, tmp_path)
+    path = dvcgen.write_dvc_yaml(Path("Snakefile"), TINY, tmp_path, verb_keys=VERB_KEYS)
     assert path == tmp_path / "dvc.yaml"
     text = path.read_text()
     assert text.startswith("# Generated from the Snakefile's jobs")
     assert "__pycache__/" in (tmp_path / ".dvcignore").read_text().splitlines()
-    assert dvcgen.check_dvc_yaml(Path("Snakefile"), TINY, tmp_path) == []
+    assert dvcgen.check_dvc_yaml(Path("Snakefile"), TINY, tmp_path, verb_keys=VERB_KEYS) == []
     path.write_text(text.replace("train--unet-seg-acdc-s1", "train--renamed"))
-    assert dvcgen.check_dvc_yaml(Path("Snakefile"), TINY, tmp_path)
+    assert dvcgen.check_dvc_yaml(Path("Snakefile"), TINY, tmp_path, verb_keys=VERB_KEYS)
 
 
 # --- a Snakemake run recorded in dvc.lock (a toy workflow: seconds, not minutes) -------------
@@ -435,7 +469,7 @@ def _toy(tmp_path: Path, cache_type: str = "reflink,hardlink,symlink,copy") -> t
     e2e.run(["git", "init", "-q", "."], repo, env)
     e2e.run([*e2e.DVC, "init", "-q"], repo, env)
     e2e.run([*e2e.DVC, "config", "cache.type", cache_type], repo, env)
-    dvcgen.write_dvc_yaml(Path("Snakefile"), Path("c.yaml"), repo)
+    dvcgen.write_dvc_yaml(Path("Snakefile"), Path("c.yaml"), repo, verb_keys=VERB_KEYS)
     return repo, env
 
 
@@ -474,7 +508,7 @@ def test_record_makes_dvc_and_snakemake_agree(tmp_path):
         return {rel: (repo / rel).stat().st_mtime_ns for rel in made}
 
     before = mtimes()
-    recorded = record.record_snakemake_run(repo, Path("c.yaml"))
+    recorded = record.record_snakemake_run(repo, Path("c.yaml"), verb_keys=VERB_KEYS)
     assert recorded.stages == recorded.committed == ["a", "b", "c", "d"]
     assert recorded.pending == []
     assert record.dvc_status(repo) == {}
@@ -510,12 +544,12 @@ def test_record_makes_dvc_and_snakemake_agree(tmp_path):
     (repo / "out/c.txt").unlink()
     a.unlink()
     a.write_text("other\n")
-    recorded = record.record_snakemake_run(repo, Path("c.yaml"))
+    recorded = record.record_snakemake_run(repo, Path("c.yaml"), verb_keys=VERB_KEYS)
     # (record checked that `dvc status` lists none of the recorded stages)
     assert recorded.stages == recorded.committed == ["a"]
     assert recorded.pending == ["b", "c", "d"]
     # recorded as it is: nothing to commit, the record only checked
-    assert record.record_snakemake_run(repo, Path("c.yaml")).committed == []
+    assert record.record_snakemake_run(repo, Path("c.yaml"), verb_keys=VERB_KEYS).committed == []
 
 
 def test_record_refuses_a_stale_dvc_yaml_or_no_dvc(tmp_path):
@@ -523,13 +557,13 @@ def test_record_refuses_a_stale_dvc_yaml_or_no_dvc(tmp_path):
     text = (repo / "dvc.yaml").read_text()
     (repo / "dvc.yaml").write_text(text.replace("echo b >", "echo B >"))
     with pytest.raises(PrrmseError, match="does not match the Snakefile's jobs for c.yaml"):
-        record.record_snakemake_run(repo, Path("c.yaml"))
+        record.record_snakemake_run(repo, Path("c.yaml"), verb_keys=VERB_KEYS)
     (repo / "dvc.yaml").unlink()
     with pytest.raises(PrrmseError, match="dvc.yaml: not found"):
-        record.record_snakemake_run(repo, Path("c.yaml"))
+        record.record_snakemake_run(repo, Path("c.yaml"), verb_keys=VERB_KEYS)
     shutil.rmtree(repo / ".dvc")
     with pytest.raises(PrrmseError, match="not a DVC project"):
-        record.record_snakemake_run(repo, Path("c.yaml"))
+        record.record_snakemake_run(repo, Path("c.yaml"), verb_keys=VERB_KEYS)
 
 
 def test_restore_times_gives_files_of_one_cache_object_their_own_times(tmp_path):
@@ -617,6 +651,10 @@ def test_dvc_repro_end_to_end(tiny_run):
     config.write_text(original.replace("cka: {max_images: 8,", "cka: {max_images: 6,"))
     changed = set(record.dvc_status(repo))
     assert changed and all(name.startswith("cka--") for name in changed), changed
+    # Snakemake sees the same change: the CKA jobs' `settings` param differs from its record
+    listed = tiny_run.snakemake("--list-changes", "params").split()
+    stale = {path for path in listed if path.startswith("results/")}
+    assert stale and all(path.startswith("results/cka/") for path in stale), listed[-20:]
     rerun = e2e.run([*e2e.DVC, "repro"], repo, env, e2e.REPRO_TIMEOUT_S).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", rerun))
     assert ran == e2e.downstream_stages(repo, changed)

@@ -194,7 +194,7 @@ def test_noise_floor_band_and_refusals(tmp_path):
 
 def test_rmse_figure_draws_intervals_and_floor(tmp_path):
     from prrmse.figures.paper import make_figure
-    from prrmse.figures.style import read_figure_provenance
+    from prrmse.figures.saving import read_figure_provenance
 
     seeds = [
         _write(

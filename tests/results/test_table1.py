@@ -11,7 +11,8 @@ import pytest
 
 from prrmse.core.errors import PrrmseError
 from prrmse.core.provenance import read_csv_provenance
-from prrmse.results.table1 import PAPER_CSV, make_table1, paper_order, read_paper, table1
+from prrmse.results.table1 import PAPER_CSV, paper_order, read_paper, table1
+from prrmse.results.table1_files import make_table1
 from prrmse.results.table1_findings import table1_findings
 
 NAN = float("nan")
@@ -257,3 +258,24 @@ def test_selffer_rows_follow_their_patient_count_and_get_patient_intervals(tmp_p
     assert math.isnan(scratch["dice_mean4_low"])  # one seed, no patient file: no interval
     with pytest.raises(PrrmseError, match="source 'ACDC-seg'"):
         table1([{**runs[-1], "mode": "freeze"}], PAPER_CSV)
+
+
+def test_runs_are_read_from_their_folders_names(tmp_path):
+    from prrmse.results.table1_files import reuse_runs_from_metrics
+
+    scratch = tmp_path / "pspnet-seg-acdc-n10-s2" / "metrics.json"
+    frozen = tmp_path / "pspnet-seg-acdc-n50-s1-freeze-from-pspnet-auto-t1" / "metrics.json"
+    for path in (scratch, frozen):
+        path.parent.mkdir()
+        path.write_text("{}")
+    (frozen.parent / "patients.csv").write_text("patient\n")
+    first, second = reuse_runs_from_metrics([scratch, frozen])
+    assert (first["n_train"], first["source"], first["mode"], first["seed"]) == (
+        10,
+        None,
+        "scratch",
+        2,
+    )
+    assert first["patients_csv"] is None
+    assert (second["n_train"], second["source"], second["mode"]) == (50, "T1-auto", "freeze")
+    assert second["patients_csv"] == frozen.parent / "patients.csv"

@@ -17,7 +17,8 @@ from prrmse.core.io import sha256_file
 from prrmse.core.provenance import read_csv_provenance
 from prrmse.models.checkpoint import save_tensors
 from prrmse.results import paper
-from prrmse.results.tables import agreement, baseline_table, format_cell, plan_table, write_table
+from prrmse.results.table_format import format_cell, write_table
+from prrmse.results.tables import agreement, baseline_table, plan_table
 
 STAMP = {"code": {"commit": "abc"}, "inputs": {"x.json": "00"}}
 

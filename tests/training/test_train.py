@@ -19,12 +19,16 @@ from prrmse.models.checkpoint import load_model, load_tensors, save_tensors
 from prrmse.models.start import resolve_start
 from prrmse.training.batches import carve_holdout, load_train_data
 from prrmse.training.evaluate import validate
+from prrmse.training.settings import TrainSettings
 from prrmse.training.train import initial_model, train_model
 from tests.conftest import TINY_CONFIG
 
 
-def _train(tiny_config, data, out, name="unet-seg-acdc-s1"):
-    return train_model(parse_model_name(name), tiny_config, data, out, log=lambda _: None)
+def _train(tiny_config, data, out, name="unet-seg-acdc-s1", **kwargs):
+    spec = parse_model_name(name)
+    settings = TrainSettings.from_config(tiny_config["train"], "config train")
+    network = tiny_config["networks"][spec.network]
+    return train_model(spec, settings, network, data, out, log=lambda _: None, **kwargs)
 
 
 def test_same_seed_gives_bit_identical_checkpoints(tiny_config, tiny_data, tmp_path):
@@ -66,9 +70,7 @@ def test_training_starts_from_initial_model_of_its_recorded_start(tiny_config, t
         return {}
 
     spec = parse_model_name("unet-seg-acdc-s3")
-    record = train_model(
-        spec, tiny_config, tiny_data, tmp_path / "m", setup=capture, log=lambda _: None
-    )
+    record = _train(tiny_config, tiny_data, tmp_path / "m", spec.name, setup=capture)
     network = tiny_config["networks"]["unet"]
     assert record["start"] == resolve_start(network, spec)
     expected = initial_model(network, record["start"]).state_dict()
@@ -93,7 +95,8 @@ def test_selection_last_reports_the_last_epoch_and_never_scores_val_to_choose(
     )
     model, _ = load_model(tmp_path / "m" / "model.safetensors")
     dataset = load_processed(tiny_data)
-    data = load_train_data(dataset, parse_model_name("unet-seg-acdc-s1"), tiny_config["train"])
+    settings = TrainSettings.from_config(tiny_config["train"], "config train")
+    data = load_train_data(dataset, parse_model_name("unet-seg-acdc-s1"), settings)
     again = validate(
         model, "seg", data.val.images, data.val.labels, data.val.index, 16, torch.device("cpu")
     )
@@ -119,7 +122,8 @@ def test_best_on_holdout_selects_on_training_patients_apart_from_the_reporting_s
     assert record["selection"]["score"] == pytest.approx(max(scores), abs=1e-6)
     # the reported Dice is the selected model's on the validation patients
     model, _ = load_model(tmp_path / "m" / "model.safetensors")
-    data = load_train_data(dataset, parse_model_name("unet-seg-acdc-s1"), train)
+    settings = TrainSettings.from_config(train, "config train")
+    data = load_train_data(dataset, parse_model_name("unet-seg-acdc-s1"), settings)
     assert data.selection is not None and data.selection.patients == held
     again = validate(
         model, "seg", data.val.images, data.val.labels, data.val.index, 16, torch.device("cpu")

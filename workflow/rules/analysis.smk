@@ -20,9 +20,11 @@ rule sweep:
         runtime=120,
     params:
         config=CONFIG_FILE,
+        settings=settings("sweep"),
     shell:
-        "prrmse sweep --config {params.config} --target {input.target} --source {input.source} "
-        "--data {input.data} --out {output.table} --patients-csv {output.patients} "
+        "prrmse sweep --config {params.config} --target-checkpoint {input.target} "
+        "--source-checkpoint {input.source} "
+        "--data {input.data} --out {output.table} --patients-out {output.patients} "
         "--threads {threads} > {log} 2>&1"
 
 
@@ -45,9 +47,10 @@ rule sweep_controls:
         runtime=240,
     params:
         config=CONFIG_FILE,
+        settings=settings("sweep-controls"),
     shell:
-        "prrmse sweep-controls --config {params.config} --target {input.target} "
-        "--data {input.data} --out {output.table} --patients-csv {output.patients} "
+        "prrmse sweep-controls --config {params.config} --target-checkpoint {input.target} "
+        "--data {input.data} --out {output.table} --patients-out {output.patients} "
         "--threads {threads} > {log} 2>&1"
 
 
@@ -69,8 +72,10 @@ rule cka:
         runtime=60,
     params:
         config=CONFIG_FILE,
+        settings=settings("cka"),
     shell:
-        "prrmse cka --config {params.config} --target {input.target} --source {input.source} "
+        "prrmse cka --config {params.config} --target-checkpoint {input.target} "
+        "--source-checkpoint {input.source} "
         "--data {input.data} --out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -88,7 +93,8 @@ rule bnstats:
         mem_mb=2000,
         runtime=10,
     shell:
-        "prrmse bnstats --target {input.target} --source {input.source} --out {output} > {log} 2>&1"
+        "prrmse bnstats --target-checkpoint {input.target} --source-checkpoint {input.source} "
+        "--out {output} > {log} 2>&1"
 
 
 rule rmse_pair:
@@ -105,7 +111,7 @@ rule rmse_pair:
         mem_mb=2000,
         runtime=10,
     shell:
-        "prrmse rmse --models {input.target} {input.source} --out {output} > {log} 2>&1"
+        "prrmse rmse --checkpoints {input.target} {input.source} --out {output} > {log} 2>&1"
 
 
 rule rmse_group:
@@ -121,7 +127,7 @@ rule rmse_group:
         mem_mb=4000,
         runtime=10,
     shell:
-        "prrmse rmse --models {input} --out {output} > {log} 2>&1"
+        "prrmse rmse --checkpoints {input} --out {output} > {log} 2>&1"
 
 
 rule plan:
@@ -139,6 +145,8 @@ rule plan:
         runtime=5,
     params:
         config=CONFIG_FILE,
+        settings=settings("plan", target_model="{target}"),
     shell:
         "prrmse plan --config {params.config} --sweep {input.sweep} --rmse {input.rmse} "
-        "--target {wildcards.target} --source {wildcards.source} --out {output} > {log} 2>&1"
+        "--target-model {wildcards.target} --source-model {wildcards.source} --out {output} "
+        "> {log} 2>&1"

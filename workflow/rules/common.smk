@@ -1,10 +1,13 @@
 # Config loading and validation, path helpers and input functions. No science here.
+import argparse
 import os
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from prrmse.core.config import layer_site
+from prrmse.core import study
+from prrmse.cli.main import verb_config_keys
+from prrmse.core.config import layer_site, settings_json
 from prrmse.figures.catalog import FIGURES, figure_spec, wildcard_pattern
 from prrmse.core.naming import (
     MODEL_PATTERN,
@@ -72,6 +75,23 @@ wildcard_constraints:
     src=STEM_PATTERN,
     mode=r"freeze|finetune|selffer",
     seed=r"\d+",
+
+
+VERB_KEYS = verb_config_keys()
+
+
+def settings(verb, **arguments):
+    """The config values `prrmse <verb>` reads (the keys it declares in prrmse.cli, given
+    its arguments as wildcard patterns), as a param: Snakemake reruns a job whose values
+    changed, as DVC does with a stage's params."""
+
+    def values(wildcards):
+        named = {
+            name: pattern.format(**wildcards) for name, pattern in arguments.items()
+        }
+        return settings_json(config, VERB_KEYS[verb](argparse.Namespace(**named)))
+
+    return values
 
 
 def dataset_root(wildcards):
@@ -183,34 +203,28 @@ def plan_pairs():
 
 
 def reuse_runs(seed=FIRST_SEED):
-    """Every run of the reuse experiment: scratch, then each source frozen and fine-tuned,
-    then the selffer control (the target's own tensors, frozen)."""
-    target = config["analysis"]["plan"]["target"]
-    runs = []
-    for n in config["reuse"]["n_train"]:
-        runs.append(f"{target}-n{n}-s{seed}")
-        for src in config["analysis"]["plan"]["sources"]:
-            runs += [
-                f"{target}-n{n}-s{seed}-{m}-from-{src}"
-                for m in config["reuse"]["modes"]
-            ]
-        if config["reuse"]["selffer"]:
-            runs.append(f"{target}-n{n}-s{seed}-selffer-from-{target}")
-    return runs
+    return study.reuse_runs(config, int(seed))
 
 
-def selffer_plan_source():
-    return config["reuse"]["selffer_plan"] or config["reuse"]["ideal"]["source"]
+def ideal_run(seed=FIRST_SEED):
+    return study.ideal_run(config, int(seed))
+
+
+def figure_runs(number, seed=FIRST_SEED):
+    return study.figure_runs(config, int(number), int(seed))
 
 
 def reuse_plan_input(wildcards):
-    src = selffer_plan_source() if wildcards.mode == "selffer" else wildcards.src
+    src = (
+        study.selffer_plan_source(config)
+        if wildcards.mode == "selffer"
+        else wildcards.src
+    )
     return reuse_plan_file(src, wildcards.seed)
 
 
 def reuse_run_checkpoint(run):
-    folder = "reuse" if "-from-" in run else "models"
-    return f"{RESULTS}/{folder}/{run}/model.safetensors"
+    return f"{RESULTS}/{study.run_folder(run)}/{run}/model.safetensors"
 
 
 def reuse_metrics(wildcards):
@@ -228,26 +242,9 @@ def reuse_patients(wildcards):
     ]
 
 
-def ideal_run(seed=FIRST_SEED):
-    ideal = config["reuse"]["ideal"]
-    target = config["analysis"]["plan"]["target"]
-    return (
-        f"{target}-n{ideal['n_train']}-s{seed}-{ideal['mode']}-from-{ideal['source']}"
-    )
-
-
 def reuse_plan_file(src, seed):
     target = config["analysis"]["plan"]["target"]
     return f"{RESULTS}/plans/{target}-s{seed}__{src}-s{seed}.json"
-
-
-def figure_runs(number):
-    runs = [r for r in reuse_runs() if r != ideal_run()]
-    if number == "14":
-        runs = [
-            r for r in runs if r.endswith(f"-from-{config['reuse']['fig14_source']}")
-        ]
-    return runs
 
 
 def final_outputs():

@@ -16,6 +16,7 @@ rule phantoms:
         runtime=30,
     params:
         config=CONFIG_FILE,
+        settings=settings("phantoms", dataset="{dataset}"),
     shell:
         "prrmse phantoms --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
@@ -35,6 +36,7 @@ rule prepare:
         runtime=60,
     params:
         config=CONFIG_FILE,
+        settings=settings("prepare", dataset="{dataset}"),
     shell:
         "prrmse prepare --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
@@ -61,6 +63,7 @@ rule qc:
         runtime=10,
     params:
         config=CONFIG_FILE,
+        settings=settings("qc"),
         out=lambda wc, output: os.path.splitext(output.png)[0],
     shell:
         "prrmse qc --config {params.config} --dataset {wildcards.dataset} --data {input} "

@@ -49,7 +49,7 @@ rule figure_cka:
     params:
         out=lambda wc, output: os.path.splitext(output.png)[0],
     shell:
-        "prrmse figure-cka --input {input} --out {params.out} > {log} 2>&1"
+        "prrmse figure-cka --summary {input} --out {params.out} > {log} 2>&1"
 
 
 rule figure_controls:
@@ -72,7 +72,8 @@ rule figure_controls:
     params:
         out=lambda wc, output: os.path.splitext(output.png)[0],
     shell:
-        "prrmse figure-controls --source {input.source} --controls {input.controls} "
+        "prrmse figure-controls --sweep-summary {input.source} "
+        "--controls-summary {input.controls} "
         "--out {params.out} > {log} 2>&1"
 
 

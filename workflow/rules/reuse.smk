@@ -23,11 +23,13 @@ rule reuse:
         runtime=240,
     params:
         config=CONFIG_FILE,
+        settings=settings("reuse", run="{run_model}-s{seed}-{mode}-from-{src}"),
         run=lambda wc: f"{wc.run_model}-s{wc.seed}-{wc.mode}-from-{wc.src}",
         out=lambda wc, output: os.path.dirname(output.model),
         start=shared_encoder_flag(lambda wc: network_of_name(wc.run_model)),
     shell:
-        "prrmse reuse --config {params.config} --run {params.run} --source {input.source} "
+        "prrmse reuse --config {params.config} --run {params.run} "
+        "--source-checkpoint {input.source} "
         "--plan {input.plan} --data {input.data} --out {params.out} --threads {threads} "
         "{params.start} > {log} 2>&1"
 
@@ -57,9 +59,11 @@ rule table1:
         "../../environment.yml"
     params:
         config=CONFIG_FILE,
+        settings=settings("table1"),
         out=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "prrmse table1 --config {params.config} --runs {input.metrics} --out {params.out} > {log} 2>&1"
+        "prrmse table1 --config {params.config} --run-metrics {input.metrics} "
+        "--out {params.out} > {log} 2>&1"
 
 
 rule rmse_to_ideal:
@@ -77,7 +81,8 @@ rule rmse_to_ideal:
     conda:
         "../../environment.yml"
     shell:
-        "prrmse rmse-to-ideal --ideal {input.ideal} --runs {input.runs} --out {output} > {log} 2>&1"
+        "prrmse rmse-to-ideal --ideal-checkpoint {input.ideal} --run-checkpoints {input.runs} "
+        "--out {output} > {log} 2>&1"
 
 
 rule figure_reuse:
@@ -103,4 +108,4 @@ rule figure_reuse:
         floor=floor_flag,
     shell:
         "prrmse figure --number {wildcards.reuse_figure} --inputs {input.table} {params.floor} "
-        "--runs {params.runs} --out {params.out} > {log} 2>&1"
+        "--run-names {params.runs} --out {params.out} > {log} 2>&1"

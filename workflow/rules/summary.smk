@@ -14,6 +14,7 @@ rule summarise_sweep:
         "../../environment.yml"
     params:
         config=CONFIG_FILE,
+        settings=settings("summarise"),
     shell:
         "prrmse summarise --config {params.config} --kind sweep --inputs {input.tables} "
         "--patients {input.patients} --out {output} > {log} 2>&1"
@@ -37,6 +38,7 @@ rule summarise_controls:
         "../../environment.yml"
     params:
         config=CONFIG_FILE,
+        settings=settings("summarise"),
     shell:
         "prrmse summarise --config {params.config} --kind sweep --inputs {input.tables} "
         "--patients {input.patients} --out {output} > {log} 2>&1"
@@ -55,6 +57,7 @@ rule summarise_pair:
         "../../environment.yml"
     params:
         config=CONFIG_FILE,
+        settings=settings("summarise"),
     shell:
         "prrmse summarise --config {params.config} --kind {wildcards.product} "
         "--inputs {input} --out {output} > {log} 2>&1"
@@ -71,6 +74,7 @@ rule summarise_group:
         "../../environment.yml"
     params:
         config=CONFIG_FILE,
+        settings=settings("summarise"),
     shell:
         "prrmse summarise --config {params.config} --kind rmse --inputs {input} "
         "--out {output} > {log} 2>&1"
@@ -87,6 +91,7 @@ rule summarise_rmse_to_ideal:
         "../../environment.yml"
     params:
         config=CONFIG_FILE,
+        settings=settings("summarise"),
     shell:
         "prrmse summarise --config {params.config} --kind rmse_to_ideal --inputs {input} "
         "--out {output} > {log} 2>&1"
@@ -122,7 +127,8 @@ rule claims:
         "../../environment.yml"
     params:
         config=CONFIG_FILE,
+        settings=settings("claims"),
         args=claims_args,
     shell:
         "prrmse claims --config {params.config} {params.args} "
-        "--out {output.md} --csv {output.csv} > {log} 2>&1"
+        "--out {output.md} --csv-out {output.csv} > {log} 2>&1"

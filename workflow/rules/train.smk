@@ -18,6 +18,7 @@ rule shared_encoder:
         runtime=240,
     params:
         config=CONFIG_FILE,
+        settings=settings("encoder", network="{encoder_network}"),
     shell:
         "prrmse encoder --config {params.config} --network {wildcards.encoder_network} "
         "--out {output} --threads {threads} > {log} 2>&1"
@@ -43,6 +44,7 @@ rule train:
         runtime=240,
     params:
         config=CONFIG_FILE,
+        settings=settings("train", model="{model}"),
         start=shared_encoder_flag(model_network),
     shell:
         "prrmse train --config {params.config} --model {wildcards.model} --data {input.data} "

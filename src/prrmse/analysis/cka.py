@@ -1,36 +1,19 @@
 """Activation similarity: linear CKA between the BN layers of two models, every layer pair.
 
-Linear CKA (Kornblith et al. 2019) compares two representations of the same n inputs:
-with Gram matrices K = X Xᵀ and L = Y Yᵀ (rows = inputs, features flattened over C·H·W)
-and H the centring matrix, CKA = HSIC(K, L) / sqrt(HSIC(K, K) · HSIC(L, L)), where
-HSIC(K, L) = <HKH, HLH>_F / (n - 1)² (the biased estimator; the (n - 1)² cancels). It is 1
-for identical representations and invariant to orthogonal transforms (so to channel
-permutations) and to isotropic scaling, which raw weight RMSE is not.
-
-Why BN outputs: the paper asks whether BN (and conv) tensors can be *reused*; what a
-reused BN hands to the rest of the network is its output, so that is the representation
-compared (post-BN, before the ReLU). Numbering is the layer index's (forward execution
-order, BN layers 1..n); a module called twice contributes its first call, as it is
-numbered. The Gram contribution is computed inside the forward hook, before an in-place
-ReLU or residual addition overwrites the BN's output tensor.
-
-Memory is O(layers · n²), never the activations: n x n Gram matrices (float64) are
-filled block by block. When the n images do not fit one forward pass of `batch_size`,
-they are cut into blocks of batch_size // 2 and every pair of blocks runs as one pass
-(its Gram gives the two diagonal blocks and the cross block): exact, at the cost of
-B(B-1)/2 passes for B blocks. BN runs in eval mode, so an image's activations do not
-depend on what else is in the batch, and blockwise Grams equal one big batch's.
-
-A layer whose output is constant over the n inputs has a zero centred Gram: its CKA is
-undefined and reported as NaN.
+This module makes the product: the CKA matrix of two models (`cka_matrix`) and the CKA
+table of two checkpoints on a processed dataset's validation slices (`run_cka`), with its
+provenance. The statistic is `prrmse.analysis.cka_statistic` (linear CKA, Kornblith et al.
+2019: invariant to channel permutations and isotropic scaling, which raw weight RMSE is
+not); the Gram matrices of each model's BN outputs, computed pass by pass, are
+`prrmse.analysis.cka_grams`. Why BN outputs: the paper asks whether BN (and conv) tensors
+can be *reused*; what a reused BN hands to the rest of the network is its output, so that
+is the representation compared. A layer whose output is constant over the n inputs has an
+undefined CKA, reported as NaN.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,189 +21,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prrmse.analysis.rmse import probe_shape, write_table_csv
+from prrmse.analysis.cka_grams import bn_grams, torch_device
+from prrmse.analysis.cka_statistic import cka_from_grams
+from prrmse.analysis.rmse import write_table_csv
 from prrmse.core import provenance
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import sha256_file
-from prrmse.core.progress import eta
 from prrmse.core.tabular import CKA_COLUMNS as CKA_COLUMNS
 from prrmse.data.processed import load_processed
 from prrmse.models.checkpoint import load_model
-from prrmse.models.layers import Layer, index_layers, layer_label
+from prrmse.models.layers import Layer
 
 DATA_FILES = ("images.npy", "labels.npy", "index.csv")
-
-
-# --- the statistic ------------------------------------------------------------------------
-
-
-def gram_linear(features: np.ndarray | torch.Tensor) -> np.ndarray:
-    """K = X Xᵀ in float64 for X of shape (n, ...), features flattened."""
-    x = torch.as_tensor(features).reshape(len(features), -1).to(torch.float64)
-    return (x @ x.T).cpu().numpy()
-
-
-def center_gram(gram: np.ndarray) -> np.ndarray:
-    """H K H with H = I - 11ᵀ/n: subtract row and column means, add back the grand mean."""
-    gram = np.asarray(gram, dtype=np.float64)
-    means = gram.mean(axis=0)
-    return gram - means[None, :] - means[:, None] + means.mean()
-
-
-def _unit_centred(grams: Sequence[np.ndarray]) -> np.ndarray:
-    """Centred Grams flattened to rows of unit Frobenius norm; NaN rows where the norm is 0."""
-    rows = np.stack([center_gram(gram).ravel() for gram in grams])
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norms > 0, rows / np.where(norms > 0, norms, 1.0), np.nan)
-
-
-def cka_from_grams(grams_a: Sequence[np.ndarray], grams_b: Sequence[np.ndarray]) -> np.ndarray:
-    """CKA of every (a, b) pair of Gram matrices over the same n inputs: an (La, Lb) array."""
-    if not grams_a or not grams_b:
-        raise PrrmseError("cka", "needs at least one Gram matrix on each side")
-    shapes = {np.shape(gram) for gram in (*grams_a, *grams_b)}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 2 or len(set(next(iter(shapes)))) != 1:
-        raise PrrmseError("cka", f"Gram matrices must all be n x n for one n, got {sorted(shapes)}")
-    # <Kc, Lc> / (|Kc| |Lc|): HSIC's 1/(n-1)² cancels.
-    return _unit_centred(grams_a) @ _unit_centred(grams_b).T
-
-
-def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
-    """Linear CKA of two representations (n, ...) of the same n inputs."""
-    if len(x) != len(y):
-        raise PrrmseError("cka", f"representations of {len(x)} and {len(y)} inputs differ in n")
-    return float(cka_from_grams([gram_linear(x)], [gram_linear(y)])[0, 0])
-
-
-# --- Gram matrices of a model's BN outputs ------------------------------------------------
-
-
-def bn_layers(model: nn.Module) -> list[Layer]:
-    """The model's BN layers in forward execution order (the layer index's numbering)."""
-    layers = [layer for layer in index_layers(model, probe_shape(model)) if layer.family == "bn"]
-    if not layers:
-        raise PrrmseError(type(model).__name__, "has no BatchNorm2d layer to compare")
-    return layers
-
-
-def pass_schedule(n: int, batch_size: int) -> list[np.ndarray]:
-    """Image indices of each forward pass so that every pair of images shares one pass."""
-    if n <= batch_size:
-        return [np.arange(n)]
-    block = max(1, batch_size // 2)
-    blocks = [np.arange(start, min(start + block, n)) for start in range(0, n, block)]
-    return [np.concatenate(pair) for pair in itertools.combinations(blocks, 2)]
-
-
-def bn_grams(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    batch_size: int,
-    device: str = "cpu",
-    where: str | Path = "model",
-    log: Callable[[str], None] | None = None,
-) -> tuple[list[Layer], list[np.ndarray]]:
-    """The BN layers and, per layer, the n x n float64 Gram of its outputs on `images`.
-
-    The model runs in eval mode without grad on `device`; its modes and device are
-    restored. A non-finite output raises PrrmseError naming `where` and the layer.
-    """
-    n = _check_images(images, batch_size)
-    layers = bn_layers(model)
-    grams = [np.zeros((n, n), np.float64) for _ in layers]
-    current: dict[int, torch.Tensor] = {}
-
-    def hook(number: int):
-        def record(_module: nn.Module, _args: object, output: torch.Tensor) -> None:
-            if number not in current:  # a module called twice counts at its first call
-                flat = output.detach().flatten(1).to(torch.float64)
-                current[number] = (flat @ flat.T).cpu()
-
-        return record
-
-    target = _torch_device(device)
-    hooks = []
-    try:
-        with _evaluating(model, target), torch.no_grad():
-            for number, layer in enumerate(layers):
-                hooks.append(
-                    model.get_submodule(layer.module_name).register_forward_hook(hook(number))
-                )
-            schedule = pass_schedule(n, batch_size)
-            began = time.perf_counter()
-            for done, rows in enumerate(schedule, start=1):
-                current.clear()
-                _forward(model, images[torch.from_numpy(rows)].to(target, torch.float32), where)
-                for number, layer in enumerate(layers):
-                    if number not in current:
-                        raise PrrmseError(
-                            where, f"{layer_label(layer)} ({layer.module_name}) did not run"
-                        )
-                    gram = current[number].numpy()
-                    if not np.isfinite(gram).all():
-                        raise PrrmseError(
-                            where,
-                            f"non-finite output of {layer_label(layer)} ({layer.module_name}) "
-                            f"in a pass over {len(rows)} of the {n} images compared",
-                        )
-                    # float64 products need not be bit-symmetric: make them so.
-                    grams[number][np.ix_(rows, rows)] = (gram + gram.T) / 2
-                if log is not None:
-                    left = eta(done, len(schedule), time.perf_counter() - began)
-                    log(f"cka {where}: pass {done}/{len(schedule)}, {left}")
-    finally:
-        for handle in hooks:
-            handle.remove()
-    return layers, grams
-
-
-@contextlib.contextmanager
-def _evaluating(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Eval mode on `device` for the block; every module's mode and the device restored."""
-    modes = [(module, module.training) for module in model.modules()]
-    home = next(model.parameters()).device
-    model.eval().to(device)
-    try:
-        yield
-    finally:
-        model.to(home)
-        for module, training in modes:
-            module.training = training
-
-
-def _forward(model: nn.Module, batch: torch.Tensor, where: str | Path) -> None:
-    try:
-        model(batch)
-    except RuntimeError as err:
-        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise PrrmseError(
-            where, f"forward fails on a {list(batch.shape)} batch: {problem}"
-        ) from err
-
-
-def _check_images(images: torch.Tensor, batch_size: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise PrrmseError("cka batch_size", f"must be a positive integer, got {batch_size!r}")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = list(getattr(images, "shape", []))
-        raise PrrmseError("cka images", f"must be an N x C x H x W tensor, got shape {shape}")
-    if len(images) < 2:
-        raise PrrmseError("cka images", f"CKA needs at least 2 images, got {len(images)}")
-    if not torch.isfinite(images).all():
-        raise PrrmseError("cka images", "contain NaN or infinite values")
-    return len(images)
-
-
-def _torch_device(device: str) -> torch.device:
-    try:
-        target = torch.device(device)
-    except RuntimeError as err:
-        raise PrrmseError("cka device", f"{device!r} is not a device ({err})") from err
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise PrrmseError("cka device", f"{device!r} asked for, but CUDA is not available")
-    return target
 
 
 def cka_matrix(
@@ -255,9 +67,6 @@ def _cka_with_layers(
         model_b, images, batch_size=batch_size, device=device, where=names[1], log=log
     )
     return cka_from_grams(grams_a, grams_b), layers_a, layers_b
-
-
-# --- the product --------------------------------------------------------------------------
 
 
 def select_images(n_available: int, max_images: int) -> np.ndarray:
@@ -337,7 +146,7 @@ def run_cka(
         model_a, model_b, images, batch_size, device, (checkpoint_a, checkpoint_b), log
     )
     table = cka_table(matrix, names, layers_a, layers_b)
-    target = _torch_device(device)
+    target = torch_device(device)
     cuda = target.type == "cuda"
     device_name = torch.cuda.get_device_name(target) if cuda else provenance.cpu_model()
     record = provenance.stamp(

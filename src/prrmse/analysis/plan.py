@@ -1,73 +1,46 @@
 """Reuse plan: for every (layer, kind) of one target/source pair, reuse the source's tensor or not.
 
-Evidence comes from the replacement sweep (drop of the mean foreground Dice, classes 1..3,
-NaN-skipping, when the source's tensor replaces the target's) and from the RMSE table.
-Rules, thresholds from config (analysis.plan):
-
-- "sweep": reuse when dice_drop <= max_dice_drop[kind];
-- "rmse":  conv W by its relative RMSE alone (the paper's second version judges W by
-           RMSE); the other kinds by the sweep, since RMSE has no threshold for them;
-- "both":  the sweep for every kind AND, for conv W, the relative RMSE.
-
-Relative RMSE, the W criterion: rmse(target W, source W) / rms(target W), with
-rms(x) = sqrt(mean(x^2)); reuse when it is at most `max_rel_rmse_w`. An absolute RMSE
-cannot be judged by one number: a conv's initial scale falls with its fan-in, so two
-unrelated, randomly initialised PSPNets differ by only ~0.01-0.04 in absolute RMSE (below
-the former absolute threshold 0.05). Relative to the target's own scale, two independent
-draws of a zero-mean initialiser differ by sqrt(2) ~ 1.41 in every layer, whatever its
-fan-in.
-
-Calibration: at plan time two independently initialised, untrained models of the
-target's network (config networks entry; local encoder weights left out, so the pair
-shares nothing) are built with fixed seeds, and the relative RMSE of every non-head conv
-W is measured. A threshold that would judge any of those layers close is refused; the
-plan JSON records the rule, the random pair's min/median/max and the seeds (`calibration`,
-also under `thresholds`). Measured minima: 1.38-1.41 for the demo's and the paper's UNet
-and PSPNet, 1.31-1.32 for the tiny test networks (UNet width 4 with 36-scalar tensors,
-PSPNet encoder width 8), 1.23 for a UNet of width 2. The default 0.5 lies far below all
-of them: a reusable W must differ from the target's by at most half the target's own
-scale (a quarter of its energy), about a third of what an unrelated random kernel
-differs by.
-
-The head is never reused (decision "keep"); absent kinds are "absent". The share reused
-counts only decidable entries (neither head nor absent), as entries and as scalars: the
-paper's PSPNet-b, T1-auto -> ACDC-seg, keeps RM 1,17; W 1,6,11,12,16,17,19,20; B 1, which
-is 120 of 131 entries, its "92 % reused".
+This module builds the plan document from the replacement sweep and the RMSE table of the
+pair (`make_plan`), selects and checks the pair's rows of those tables, and reads a plan
+back (`load_plan`); which evidence judges an entry, by which threshold, is
+`prrmse.analysis.plan_rules`. The head is never reused (decision "keep"); absent kinds are
+"absent". The share reused counts only decidable entries (neither head nor absent), as
+entries and as scalars: the paper's PSPNet-b, T1-auto -> ACDC-seg, keeps RM 1,17;
+W 1,6,11,12,16,17,19,20; B 1, which is 120 of 131 entries, its "92 % reused".
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from prrmse.analysis.plan_rules import (
+    W_CRITERION,
+    W_KEY,
+    check_calibration,
+    check_rms,
+    check_rule,
+    dice_drops,
+    judge,
+    relative_rmse,
+)
 from prrmse.core import provenance
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import read_json
 from prrmse.core.kinds import BN_KINDS, CONV_KINDS, KINDS_OF_FAMILY
 from prrmse.core.tabular import RMS_COLUMNS, RMSE_COLUMNS, require_columns
 
-RULES = ("sweep", "rmse", "both")
 DECISIONS = ("reuse", "keep", "absent")
 SWEEP_COLUMNS = "family layer module head kind status class dice baseline_dice".split()
-FOREGROUND = (1, 2, 3)
 PLAN_KEYS = (
     "target source arch layer_counts thresholds rule entries share non_reusable provenance".split()
 )
 ENTRY_KEYS = ("family", "layer", "module", "kind", "decision", "evidence")
 # How an error names the tensor a kind stands for.
 KIND_WORDS = dict(RM="running mean", RV="running var", RW="weight", RB="bias", W="weight", B="bias")
-W_KEY = "max_rel_rmse_w"
-W_CONFIG_KEY = f"analysis.plan.{W_KEY}"
-OLD_W_KEY = "max_rmse_w"
-W_CRITERION = f"conv W reusable only if rmse / rms(target's W) <= {W_KEY}, rms(x) = sqrt(mean(x^2))"
-# The random pair's seeds: fixed, distinct, and apart from the study's seeds (1, 2, ...).
-CALIBRATION_SEEDS = (101, 202)
-# Options that would make the pair share tensors (a local encoder weights file).
-SHARED_START_OPTIONS = ("encoder_weights",)
 
 
 def _as_bool(column: pd.Series) -> pd.Series:
@@ -82,25 +55,6 @@ def _number(value: Any) -> float | None:
     if value is None or pd.isna(value):
         return None
     return float(value)
-
-
-def _check_rule(thresholds: Mapping[str, Any], rule: str, kinds: set[str]) -> None:
-    if rule not in RULES:
-        raise PrrmseError("plan rule", f"unknown rule {rule!r}; valid: {', '.join(RULES)}")
-    by_sweep = kinds if rule != "rmse" else kinds - {"W"}
-    drops = thresholds.get("max_dice_drop") or {}
-    for kind in sorted(by_sweep):
-        if drops.get(kind) is None:
-            raise PrrmseError(
-                "thresholds.max_dice_drop", f"no threshold for kind {kind} (rule {rule!r})"
-            )
-    if OLD_W_KEY in thresholds:
-        raise PrrmseError(
-            f"thresholds.{OLD_W_KEY}",
-            f"replaced by {W_KEY} (conv W RMSE relative to the target tensor's RMS)",
-        )
-    if rule != "sweep" and "W" in kinds and thresholds.get(W_KEY) is None:
-        raise PrrmseError(f"thresholds.{W_KEY}", f"rule {rule!r} needs it")
 
 
 def _layer_keys(table: pd.DataFrame) -> set[tuple[str, int, str]]:
@@ -118,50 +72,6 @@ def _check_same_layers(sweep: pd.DataFrame, rmse: pd.DataFrame, where: str) -> N
             f"sweep and rmse cover different layers: only in sweep {only_sweep}, "
             f"only in rmse {only_rmse}",
         )
-
-
-def dice_drops(sweep: pd.DataFrame) -> dict[tuple[str, int, str], float]:
-    """Baseline minus replaced mean foreground Dice (classes 1..3, NaN skipped) per entry."""
-    replaced = sweep[sweep["status"] == "replaced"]
-    replaced = replaced[replaced["class"].astype(int).isin(FOREGROUND)]
-    return {
-        (family, int(layer), kind): float(rows["baseline_dice"].mean() - rows["dice"].mean())
-        for (family, layer, kind), rows in replaced.groupby(["family", "layer", "kind"])
-    }
-
-
-def _judge(
-    kind: str,
-    drop: float | None,
-    relative: float | None,
-    thresholds: Mapping[str, Any],
-    rule: str,
-) -> tuple[bool, str]:
-    """Whether a decidable entry is reusable, and why, in one sentence."""
-    checks: list[tuple[bool, str]] = []
-    if rule != "rmse" or kind != "W":
-        limit = float(thresholds["max_dice_drop"][kind])
-        if drop is None or math.isnan(drop):
-            checks.append((False, "dice drop undefined"))
-        else:
-            checks.append(
-                (drop <= limit, f"dice drop {drop:.4g} {'<=' if drop <= limit else '>'} {limit:g}")
-            )
-    if rule != "sweep" and kind == "W":
-        limit = float(thresholds[W_KEY])
-        if relative is None:
-            checks.append((False, "relative rmse undefined (no RMS of the target's W, or it is 0)"))
-        else:
-            ok = relative <= limit
-            checks.append((ok, f"relative rmse {relative:.4g} {'<=' if ok else '>'} {limit:g}"))
-    return all(ok for ok, _ in checks), "; ".join(text for _, text in checks)
-
-
-def relative_rmse(rmse: float | None, scale: float | None) -> float | None:
-    """rmse / rms of the target's tensor; None where either is missing or the scale is 0."""
-    if rmse is None or scale is None or not scale > 0:
-        return None
-    return rmse / scale
 
 
 def _entry(
@@ -182,7 +92,7 @@ def _entry(
             raise PrrmseError("sweep table", f"no replaced rows for {label}")
         if rmse is None and rule != "sweep" and row.kind == "W":
             raise PrrmseError("rmse table", f"no rmse for {label}")
-        reusable, reason = _judge(row.kind, drop, relative, thresholds, rule)
+        reusable, reason = judge(row.kind, drop, relative, thresholds, rule)
         decision = "reuse" if reusable else "keep"
     return {
         "family": row.family,
@@ -202,40 +112,6 @@ def _entry(
     }
 
 
-def check_rms(table: pd.DataFrame, column: str, where: str | Path) -> None:
-    """The RMSE table holds the target tensor's RMS, which the relative-RMSE rule divides by."""
-    if column not in RMS_COLUMNS:
-        raise PrrmseError(where, f"target scale column {column!r} is not one of {RMS_COLUMNS}")
-    if column not in table:
-        raise PrrmseError(
-            where,
-            f"no {column} column (the target tensor's RMS, which the relative-RMSE rule "
-            "divides by): written by an older prrmse rmse, rerun it",
-        )
-
-
-def check_calibration(calibration: Mapping[str, Any] | None, threshold: float) -> None:
-    """The threshold must be the calibrated one and pass no layer of the random pair."""
-    if calibration is None:
-        raise PrrmseError(
-            W_CONFIG_KEY, "the relative-RMSE rule needs its calibration on the target's network"
-        )
-    if not math.isclose(float(calibration["threshold"]), float(threshold)):
-        raise PrrmseError(
-            W_CONFIG_KEY,
-            f"calibration made for {calibration['threshold']:g}, the threshold is {threshold:g}",
-        )
-    if calibration["passes_random_layer"]:
-        pair = calibration["random_pair"]
-        raise PrrmseError(
-            W_CONFIG_KEY,
-            f"{threshold:g} would judge {len(calibration['random_layers_passed'])} of "
-            f"{pair['conv_w_layers']} conv W layers of two independently initialised "
-            f"{pair['arch']} models close (relative RMSE min {pair['min']:.3g}, median "
-            f"{pair['median']:.3g}); choose a value well below {pair['min']:.3g}",
-        )
-
-
 def make_plan(
     sweep_df: pd.DataFrame,
     rmse_df: pd.DataFrame,
@@ -252,18 +128,7 @@ def make_plan(
     `calibration` (from `calibrate`) is required when the rule judges conv W by relative
     RMSE, and recorded in the plan either way.
     """
-    require_columns(sweep_df, SWEEP_COLUMNS, "sweep table")
-    require_columns(rmse_df, RMSE_COLUMNS, "rmse table")
-    if "model_a" in rmse_df and len(rmse_df.groupby(["model_a", "model_b"])) > 1:
-        raise PrrmseError("rmse table", "holds several pairs; pass the target/source pair's rows")
-    rmse = rmse_df.assign(head=_as_bool(rmse_df["head"]), layer=rmse_df["layer"].astype(int))
-    _check_same_layers(sweep_df, rmse, where)
-    compared = set(rmse.loc[rmse["status"] == "compared", "kind"])
-    _check_rule(thresholds, rule, compared)
-    judges_w = rule != "sweep" and "W" in compared
-    if judges_w:
-        check_rms(rmse, target_rms, "rmse table")
-        check_calibration(calibration, float(thresholds[W_KEY]))
+    rmse = _checked_rmse(sweep_df, rmse_df, thresholds, rule, where, target_rms, calibration)
     scale = target_rms if target_rms in rmse else None
     order = {kind: i for i, kind in enumerate((*BN_KINDS, *CONV_KINDS))}
     rmse = rmse.sort_values(
@@ -271,10 +136,6 @@ def make_plan(
     )
     drops = dice_drops(sweep_df)
     entries = [_entry(row, drops, thresholds, rule, scale) for row in rmse.itertuples(index=False)]
-
-    decidable = [e for e in entries if e["decision"] != "absent" and not e["head"]]
-    reused = [e for e in decidable if e["decision"] == "reuse"]
-    scalars = sum(e["numel"] for e in decidable)
     recorded = dict(calibration) if calibration is not None else None
     return {
         "layer_counts": {
@@ -289,6 +150,43 @@ def make_plan(
         "rule": rule,
         "calibration": recorded,
         "entries": entries,
+        **_shares(entries),
+    }
+
+
+def _checked_rmse(
+    sweep_df: pd.DataFrame,
+    rmse_df: pd.DataFrame,
+    thresholds: Mapping[str, Any],
+    rule: str,
+    where: str,
+    target_rms: str,
+    calibration: Mapping[str, Any] | None,
+) -> pd.DataFrame:
+    """The pair's RMSE rows (head as bool, layer as int), once the tables, the rule and its
+    thresholds fit each other."""
+    require_columns(sweep_df, SWEEP_COLUMNS, "sweep table")
+    require_columns(rmse_df, RMSE_COLUMNS, "rmse table")
+    if "model_a" in rmse_df and len(rmse_df.groupby(["model_a", "model_b"])) > 1:
+        raise PrrmseError("rmse table", "holds several pairs; pass the target/source pair's rows")
+    rmse = rmse_df.assign(head=_as_bool(rmse_df["head"]), layer=rmse_df["layer"].astype(int))
+    _check_same_layers(sweep_df, rmse, where)
+    compared = set(rmse.loc[rmse["status"] == "compared", "kind"])
+    check_rule(thresholds, rule, compared)
+    judges_w = rule != "sweep" and "W" in compared
+    if judges_w:
+        check_rms(rmse, target_rms, "rmse table")
+        check_calibration(calibration, float(thresholds[W_KEY]))
+    return rmse
+
+
+def _shares(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The share of decidable entries reused (of entries and of scalars), and per kind the
+    layers kept."""
+    decidable = [e for e in entries if e["decision"] != "absent" and not e["head"]]
+    reused = [e for e in decidable if e["decision"] == "reuse"]
+    scalars = sum(e["numel"] for e in decidable)
+    return {
         "share": {
             "entries": len(reused) / len(decidable) if decidable else None,
             "scalars": sum(e["numel"] for e in reused) / scalars if scalars else None,

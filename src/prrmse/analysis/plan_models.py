@@ -16,19 +16,14 @@ import torch
 from torch import nn
 
 from prrmse.analysis.plan import (
-    CALIBRATION_SEEDS,
     KIND_WORDS,
-    SHARED_START_OPTIONS,
     SWEEP_COLUMNS,
-    W_CONFIG_KEY,
-    W_CRITERION,
-    W_KEY,
     check_pair,
-    check_rms,
     load_plan,
     make_plan,
     pair_rows,
 )
+from prrmse.analysis.plan_rules import W_CONFIG_KEY, W_CRITERION, W_KEY, check_rms
 from prrmse.analysis.rmse import probe_shape, tensor_rmse
 from prrmse.core import provenance
 from prrmse.core.errors import PrrmseError
@@ -36,6 +31,11 @@ from prrmse.core.io import sha256_file, write_json_atomic
 from prrmse.core.tabular import RMSE_COLUMNS, read_table
 from prrmse.models.layers import KINDS_OF_FAMILY, index_layers, layer_label
 from prrmse.models.registry import ARCH_ATTR, build_model
+
+# The random pair's seeds: fixed, distinct, and apart from the study's seeds (1, 2, ...).
+CALIBRATION_SEEDS = (101, 202)
+# Options that would make the pair share tensors (a local encoder weights file).
+SHARED_START_OPTIONS = ("encoder_weights",)
 
 
 def calibrate(

@@ -13,7 +13,9 @@ leave it empty; the stamp's `alignment` says whether it was computed.
 
 After those, `rms_a` and `rms_b`: each tensor's own root mean square sqrt(mean(x^2)) in
 float64 (model a's, model b's), the scale a relative RMSE divides by: the reuse plan judges
-conv W by rmse / rms of the target's tensor (`prrmse.analysis.plan`). An absent kind leaves both empty.
+conv W by rmse / rms of the target's tensor (`prrmse.analysis.plan_rules`). An absent kind
+leaves both empty. `rmse_to_ideal`: the RMSE of each reuse run against the ideal model
+(Figs. 13-14).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prrmse.analysis.align import align_models, arch_name, supports_alignment
+from prrmse.analysis.align import align_models
+from prrmse.analysis.permutation_spec import arch_name, supports_alignment
 from prrmse.core import provenance
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import sha256_file
-from prrmse.core.tabular import RMS_COLUMNS as RMS_COLUMNS
+from prrmse.core.tabular import IDEAL_COLUMNS, RMS_COLUMNS
 from prrmse.core.tabular import RMSE_COLUMNS as RMSE_COLUMNS
 from prrmse.core.tabular import write_table_csv as write_table_csv
 from prrmse.models.checkpoint import load_model
@@ -225,4 +228,33 @@ def run_rmse(
         inputs={str(path): sha256_file(path) for path in checkpoints},
     )
     write_table_csv(out_csv, table, stamp)
+    return table
+
+
+def rmse_to_ideal(
+    ideal_ckpt: Path, run_ckpts: Mapping[str, Path], out_csv: Path | None = None
+) -> pd.DataFrame:
+    """RMSE per layer and kind of every run against the ideal model; the CSV (with a
+    provenance line naming every checkpoint and its sha256) if `out_csv` is given."""
+    if not run_ckpts:
+        raise PrrmseError("rmse to ideal", "no runs given")
+    ideal_ckpt = Path(ideal_ckpt)
+    ideal, record = load_model(ideal_ckpt)
+    runs = {label: load_model(Path(path))[0] for label, path in run_ckpts.items()}
+    # Names the offending file, where tensor_rmse alone could only say "second model".
+    matched_layers(ideal, {Path(run_ckpts[label]): model for label, model in runs.items()})
+    table = pd.concat(
+        [tensor_rmse(ideal, model).assign(run=label) for label, model in runs.items()],
+        ignore_index=True,
+    )[IDEAL_COLUMNS]
+    if out_csv is not None:
+        paths = [ideal_ckpt, *(Path(path) for path in run_ckpts.values())]
+        stamp = provenance.stamp(
+            arch=record["arch"],
+            options=record.get("options", {}),
+            ideal={str(record.get("name") or ideal_ckpt.parent.name): str(ideal_ckpt)},
+            runs={label: str(path) for label, path in run_ckpts.items()},
+            inputs={str(path): sha256_file(path) for path in paths},
+        )
+        write_table_csv(Path(out_csv), table, stamp)
     return table

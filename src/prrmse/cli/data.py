@@ -41,13 +41,13 @@ def register(verbs: Any) -> None:
     phantoms = verbs.add_parser(
         "phantoms", help="write synthetic cardiac MRI in a dataset's real format"
     )
-    config_arg(phantoms)
+    config_arg(phantoms, lambda a: ["phantoms.seed", f"phantoms.{a.dataset}"])
     phantoms.add_argument("--dataset", required=True, help="acdc, rvsc or t1")
     phantoms.add_argument("--out", type=Path, required=True, help="raw dataset folder to write")
     phantoms.set_defaults(handler=_run_phantoms)
 
     prepare = verbs.add_parser("prepare", help="preprocess a raw dataset into 2D arrays + index")
-    config_arg(prepare)
+    config_arg(prepare, lambda a: [f"datasets.{a.dataset}", "prepare"])
     prepare.add_argument("--dataset", required=True, help="a dataset named in the config")
     prepare.add_argument(
         "--out", type=Path, required=True, help="processed dataset folder to write"

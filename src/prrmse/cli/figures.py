@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from prrmse.cli.common import config_arg
+from prrmse.cli.common import config_arg, flag
 
 
 def _run_qc(args: argparse.Namespace) -> None:
@@ -23,7 +23,7 @@ def _run_figure(args: argparse.Namespace) -> None:
     from prrmse.figures.paper import make_figure
 
     make_figure(
-        args.number, args.inputs, args.out, title=args.title, floor=args.floor, runs=args.runs
+        args.number, args.inputs, args.out, title=args.title, floor=args.floor, runs=args.run_names
     )
     print(f"figure {args.number:02d} -> {args.out}.png, {args.out}.pdf")
 
@@ -31,22 +31,29 @@ def _run_figure(args: argparse.Namespace) -> None:
 def _run_figure_controls(args: argparse.Namespace) -> None:
     from prrmse.figures.controls import plot_controls
 
-    plot_controls(args.source, args.controls, args.out)
+    plot_controls(args.sweep_summary, args.controls_summary, args.out)
     print(f"figure controls -> {args.out}.png, {args.out}.pdf")
 
 
 def _run_figure_cka(args: argparse.Namespace) -> None:
     from prrmse.figures.cka import draw_cka_figure
 
-    draw_cka_figure(args.input, args.out)
+    draw_cka_figure(args.summary, args.out)
     print(f"figure cka -> {args.out}.png, {args.out}.pdf")
 
 
 def register(verbs: Any) -> None:
+    _add_qc(verbs)
+    _add_figure(verbs)
+    _add_figure_controls(verbs)
+    _add_figure_cka(verbs)
+
+
+def _add_qc(verbs: Any) -> None:
     qc = verbs.add_parser(
         "qc", help="PNG montage of a prepared dataset: sample slices, label outlines, class counts"
     )
-    config_arg(qc)
+    config_arg(qc, lambda a: ["qc"])
     qc.add_argument("--dataset", required=True, help="a dataset named in the config")
     qc.add_argument("--data", type=Path, required=True, help="its prepared dataset folder")
     qc.add_argument(
@@ -54,6 +61,8 @@ def register(verbs: Any) -> None:
     )
     qc.set_defaults(handler=_run_qc)
 
+
+def _add_figure(verbs: Any) -> None:
     figure = verbs.add_parser(
         "figure", help="draw one of the paper's figures (3-14) as PNG and PDF"
     )
@@ -61,27 +70,55 @@ def register(verbs: Any) -> None:
     figure.add_argument("--inputs", type=Path, nargs="+", required=True, help="the tables it draws")
     figure.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     figure.add_argument("--title", default=None, help="figure title")
-    figure.add_argument("--runs", nargs="+", default=None, help="figures 13/14: the runs to draw")
+    flag(
+        figure,
+        "--run-names",
+        former="--runs",
+        nargs="+",
+        default=None,
+        help="figures 13/14: the runs to draw, by name",
+    )
     figure.add_argument(
         "--floor", type=Path, default=None, help="RMSE figures: seed-to-seed floor CSV"
     )
     figure.set_defaults(handler=_run_figure)
 
+
+def _add_figure_controls(verbs: Any) -> None:
     controls = verbs.add_parser(
         "figure-controls", help="Δ Dice: source's tensor vs re-initialisation vs re-randomisation"
     )
-    controls.add_argument(
-        "--source", type=Path, required=True, help="sweep summary of the target/source pair"
+    flag(
+        controls,
+        "--sweep-summary",
+        former="--source",
+        type=Path,
+        required=True,
+        help="sweep summary CSV of the target/source pair",
     )
-    controls.add_argument(
-        "--controls", type=Path, required=True, help="control-sweep summary of the target"
+    flag(
+        controls,
+        "--controls-summary",
+        former="--controls",
+        type=Path,
+        required=True,
+        help="control-sweep summary CSV of the target",
     )
     controls.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     controls.set_defaults(handler=_run_figure_controls)
 
+
+def _add_figure_cka(verbs: Any) -> None:
     cka_figure = verbs.add_parser(
         "figure-cka", help="CKA heatmap (layer x layer) and per-layer CKA"
     )
-    cka_figure.add_argument("--input", type=Path, required=True, help="CKA CSV of one model pair")
+    flag(
+        cka_figure,
+        "--summary",
+        former="--input",
+        type=Path,
+        required=True,
+        help="CKA summary CSV of one model pair",
+    )
     cka_figure.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     cka_figure.set_defaults(handler=_run_figure_cka)

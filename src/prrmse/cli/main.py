@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from prrmse import __version__
 from prrmse.cli import analysis, data, figures, repro, results, training
+from prrmse.cli.common import ConfigKeys
 from prrmse.core.errors import PrrmseError
 from prrmse.core.progress import timestamped_stdout
 
@@ -43,7 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for phase in (data, training, analysis, results, figures, repro):
         phase.register(verbs)
+    # the DVC verbs derive each stage's params from every verb's declared config keys
+    parser.set_defaults(verb_keys=_declared_config_keys(verbs))
     return parser
+
+
+def _declared_config_keys(verbs: argparse._SubParsersAction) -> dict[str, ConfigKeys]:
+    return {
+        verb: keys
+        for verb, parser in verbs.choices.items()
+        if (keys := parser.get_default("config_keys")) is not None
+    }
+
+
+def verb_config_keys() -> dict[str, ConfigKeys]:
+    """Each verb that reads the config file -> the config keys it reads (see `config_arg`)."""
+    return build_parser().get_default("verb_keys")
 
 
 # Tools a person runs and reads (or parses: --json) keep plain output; every workflow

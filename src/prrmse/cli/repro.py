@@ -83,19 +83,21 @@ def run_dvc_sync(args: Any) -> None:
         print("dvc status clean; snakemake outputs touched: nothing to run")
         return
     if args.check:
-        diff = check_dvc_yaml(args.snakefile, args.config, args.workdir)
+        diff = check_dvc_yaml(args.snakefile, args.config, args.workdir, verb_keys=args.verb_keys)
         if diff:
             print("\n".join(diff[:60]))
             raise PrrmseError(Path(args.workdir) / "dvc.yaml", "out of date: run `prrmse dvc-sync`")
         print("dvc.yaml is in sync with the Snakefile")
         return
-    path = write_dvc_yaml(args.snakefile, args.config, args.workdir)
+    path = write_dvc_yaml(args.snakefile, args.config, args.workdir, verb_keys=args.verb_keys)
     stages = len(yaml.safe_load(path.read_text())["stages"])
     print(f"dvc-sync: {stages} stages -> {path}")
 
 
 def run_dvc_record(args: Any) -> None:
-    result = record_snakemake_run(args.workdir, args.config, args.snakefile)
+    result = record_snakemake_run(
+        args.workdir, args.config, args.snakefile, verb_keys=args.verb_keys
+    )
     line = (
         f"dvc-record: {len(result.stages)} stages recorded in dvc.lock, "
         f"{len(result.committed)} of them now ({result.seconds:.1f} s)"

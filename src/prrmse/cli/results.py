@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from prrmse.cli.common import bootstrap_settings, config_arg
+from prrmse.cli.common import bootstrap_settings, config_arg, flag
 
 
 def _run_summarise(args: argparse.Namespace) -> None:
@@ -28,47 +28,27 @@ def _run_noise_floor(args: argparse.Namespace) -> None:
 
 def _run_table1(args: argparse.Namespace) -> None:
     from prrmse.core.config import load_config
-    from prrmse.core.naming import parse_run_name
-    from prrmse.results.table1 import make_table1
+    from prrmse.results.table1_files import make_table1, reuse_runs_from_metrics
 
-    runs = []
-    for path in args.runs:
-        run = parse_run_name(path.parent.name)
-        patients = path.parent / "patients.csv"
-        runs.append(
-            {
-                "n_train": run.model.n_train,
-                "source": run.source_label,
-                "mode": run.mode,
-                "seed": run.model.seed,
-                "metrics_json": path,
-                "patients_csv": patients if patients.exists() else None,
-            }
-        )
     min_seeds = load_config(args.config)["analysis"]["verdicts"]["min_seeds"]
     table, findings = make_table1(
-        runs, args.out, bootstrap=bootstrap_settings(args.config), min_seeds=min_seeds
+        reuse_runs_from_metrics(args.run_metrics),
+        args.out,
+        bootstrap=bootstrap_settings(args.config),
+        min_seeds=min_seeds,
     )
     verdicts = [f["ours"] for f in findings]
+    held, failed = verdicts.count("holds"), verdicts.count("does not hold")
     print(
-        f"table1: {len(table)} rows, findings on our numbers: {verdicts.count('holds')} hold, "
-        f"{verdicts.count('does not hold')} do not, {len(verdicts) - verdicts.count('holds') - verdicts.count('does not hold')} "
-        f"inconclusive -> {args.out}.csv"
+        f"table1: {len(table)} rows, findings on our numbers: {held} hold, {failed} do not, "
+        f"{len(verdicts) - held - failed} inconclusive -> {args.out}.csv"
     )
 
 
 def _run_table(args: argparse.Namespace) -> None:
-    from prrmse.core import provenance
-    from prrmse.core.io import sha256_file
-    from prrmse.results.tables import baseline_table, plan_table, write_table
+    from prrmse.results.tables import make_table
 
-    builders = {"baseline": baseline_table, "plans": plan_table}
-    table = builders[args.kind](args.inputs)
-    # what the builder read besides --inputs: checkpoints, and the paper's packaged files by
-    # their package-relative name (never an absolute path)
-    inputs = {**{str(p): sha256_file(p) for p in args.inputs}, **table.attrs.get("inputs", {})}
-    stamp = provenance.stamp(inputs=inputs, resources=table.attrs.get("resources", {}))
-    write_table(table, args.out, args.caption or args.kind, stamp)
+    table = make_table(args.kind, args.inputs, args.out, args.caption or args.kind)
     print(f"table {args.kind}: {len(table)} rows -> {args.out}.csv, .md, .tex")
 
 
@@ -84,24 +64,32 @@ def _run_claims(args: argparse.Namespace) -> None:
         plans=args.plans,
         bnstats=args.bnstats,
         table1_csv=args.table1,
-        reuse_runs=args.runs,
+        reuse_runs=args.run_folders,
         min_seeds=config["analysis"]["verdicts"]["min_seeds"],
         **config["analysis"]["bootstrap"],
     )
-    claims = run_claims(inputs, args.out, args.csv)
+    claims = run_claims(inputs, args.out, args.csv_out)
     counts = {
         v: sum(c.verdict == v for c in claims) for v in ("holds", "does not hold", "inconclusive")
     }
     print(
-        f"claims: {len(claims)} ({', '.join(f'{n} {v}' for v, n in counts.items())}) -> {args.out}, {args.csv}"
+        f"claims: {len(claims)} ({', '.join(f'{n} {v}' for v, n in counts.items())}) -> {args.out}, {args.csv_out}"
     )
 
 
 def register(verbs: Any) -> None:
+    _add_summarise(verbs)
+    _add_noise_floor(verbs)
+    _add_table1(verbs)
+    _add_table(verbs)
+    _add_claims(verbs)
+
+
+def _add_summarise(verbs: Any) -> None:
     summarise = verbs.add_parser(
         "summarise", help="mean and 95 %% bootstrap interval of a product over seeds"
     )
-    config_arg(summarise)
+    config_arg(summarise, lambda a: ["analysis.bootstrap"])
     summarise.add_argument(
         "--kind", required=True, choices=["sweep", "bnstats", "rmse", "rmse_to_ideal"]
     )
@@ -114,6 +102,8 @@ def register(verbs: Any) -> None:
     summarise.add_argument("--out", type=Path, required=True, help="summary CSV to write")
     summarise.set_defaults(handler=_run_summarise)
 
+
+def _add_noise_floor(verbs: Any) -> None:
     floor = verbs.add_parser(
         "noise-floor", help="seed-to-seed RMSE floor from RMSE tables of one model at two seeds"
     )
@@ -121,14 +111,24 @@ def register(verbs: Any) -> None:
     floor.add_argument("--out", type=Path, required=True, help="CSV to write")
     floor.set_defaults(handler=_run_noise_floor)
 
+
+def _add_table1(verbs: Any) -> None:
     table1 = verbs.add_parser("table1", help="the paper's Table 1 from the reuse runs' metrics")
-    config_arg(table1)
-    table1.add_argument(
-        "--runs", type=Path, nargs="+", required=True, help="metrics.json of each run"
+    config_arg(table1, lambda a: ["analysis.bootstrap", "analysis.verdicts"])
+    flag(
+        table1,
+        "--run-metrics",
+        former="--runs",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="metrics.json of each run (in a folder named by the run)",
     )
     table1.add_argument("--out", type=Path, required=True, help="output base path (no suffix)")
     table1.set_defaults(handler=_run_table1)
 
+
+def _add_table(verbs: Any) -> None:
     table = verbs.add_parser("table", help="write a table as CSV, Markdown and LaTeX")
     table.add_argument("--kind", choices=["baseline", "plans"], required=True, help="which table")
     table.add_argument(
@@ -138,10 +138,12 @@ def register(verbs: Any) -> None:
     table.add_argument("--caption", default=None, help="table caption")
     table.set_defaults(handler=_run_table)
 
+
+def _add_claims(verbs: Any) -> None:
     claims = verbs.add_parser(
         "claims", help="test each of the paper's conclusions on the results: verdicts"
     )
-    config_arg(claims)
+    config_arg(claims, lambda a: ["analysis.bootstrap", "analysis.plan", "analysis.verdicts"])
     claims.add_argument(
         "--sweeps", type=Path, nargs="*", default=[], help="sweep CSVs (every seed, controls too)"
     )
@@ -162,7 +164,15 @@ def register(verbs: Any) -> None:
     claims.add_argument(
         "--table1", type=Path, default=None, help="table1.csv (its provenance names the runs)"
     )
-    claims.add_argument("--runs", type=Path, nargs="*", default=[], help="reuse run folders")
+    flag(
+        claims,
+        "--run-folders",
+        former="--runs",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="reuse run folders",
+    )
     claims.add_argument("--out", type=Path, required=True, help="claims.md to write")
-    claims.add_argument("--csv", type=Path, required=True, help="claims.csv to write")
+    flag(claims, "--csv-out", former="--csv", type=Path, required=True, help="claims.csv to write")
     claims.set_defaults(handler=_run_claims)

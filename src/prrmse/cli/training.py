@@ -6,19 +6,28 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from prrmse.cli.common import config_arg
+from prrmse.cli.common import config_arg, flag
 from prrmse.core.errors import PrrmseError
+from prrmse.core.naming import network_of_name
 
 
 def _run_train(args: argparse.Namespace) -> None:
     from prrmse.core.config import load_config
     from prrmse.core.naming import parse_model_name
+    from prrmse.training.settings import network_entry, train_settings
     from prrmse.training.train import train_model
 
     config = load_config(args.config)
     spec = parse_model_name(args.model)
+    network = network_entry(config, spec.network, f"model {spec.name}")
     record = train_model(
-        spec, config, args.data, args.out, threads=args.threads, shared_encoder=args.shared_encoder
+        spec,
+        train_settings(config, str(args.config)),
+        network,
+        args.data,
+        args.out,
+        threads=args.threads,
+        shared_encoder=args.shared_encoder,
     )
     scores = record["metrics"]
     shown = (
@@ -35,13 +44,27 @@ def _run_train(args: argparse.Namespace) -> None:
 def _run_encoder(args: argparse.Namespace) -> None:
     from prrmse.core.config import load_config
     from prrmse.training.encoder import make_shared_encoder
+    from prrmse.training.settings import encoder_settings, network_entry, train_settings
 
     config = load_config(args.config)
+    source = str(args.config)
+    recipe = encoder_settings(config, args.network, source)
+    network = network_entry(config, args.network, f"network {args.network}")
+    train = train_settings(config, source)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    make_shared_encoder(config, args.network, args.out, threads=args.threads)
+    make_shared_encoder(
+        args.network,
+        recipe,
+        network,
+        args.out,
+        train=train,
+        phantoms=config["phantoms"],
+        prepare=config["prepare"],
+        threads=args.threads,
+    )
 
 
 def _run_import_weights(args: argparse.Namespace) -> None:
@@ -86,6 +109,7 @@ def _run_reuse(args: argparse.Namespace) -> None:
     from prrmse.analysis.reuse import plan_setup
     from prrmse.core.config import load_config
     from prrmse.core.naming import parse_run_name
+    from prrmse.training.settings import network_entry, train_settings
     from prrmse.training.train import train_model
 
     config = load_config(args.config)
@@ -94,11 +118,14 @@ def _run_reuse(args: argparse.Namespace) -> None:
         raise PrrmseError(
             args.run, "a reuse run is named <model>-<freeze|finetune|selffer>-from-<source>"
         )
-    setup = plan_setup(args.source, args.plan, run.mode, config["reuse"]["frozen_bn"])
+    settings = train_settings(config, str(args.config))
+    network = network_entry(config, run.model.network, f"model {run.model.name}")
+    setup = plan_setup(args.source_checkpoint, args.plan, run.mode, config["reuse"]["frozen_bn"])
     extra = {"reuse": {"run": run.name, "mode": run.mode, "source": run.source}}
     record = train_model(
         run.model,
-        config,
+        settings,
+        network,
         args.data,
         args.out,
         threads=args.threads,
@@ -114,8 +141,15 @@ def _run_reuse(args: argparse.Namespace) -> None:
 
 
 def register(verbs: Any) -> None:
+    _add_train(verbs)
+    _add_encoder(verbs)
+    _add_import_weights(verbs)
+    _add_reuse(verbs)
+
+
+def _add_train(verbs: Any) -> None:
     train = verbs.add_parser("train", help="train one model of the study (resumes a killed run)")
-    config_arg(train)
+    config_arg(train, lambda a: ["train", f"networks.{network_of_name(a.model)}"])
     train.add_argument("--model", required=True, help="<network>-<task>-<dataset>[-n<N>]-s<seed>")
     train.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
@@ -128,20 +162,36 @@ def register(verbs: Any) -> None:
     )
     train.set_defaults(handler=_run_train)
 
+
+def _add_encoder(verbs: Any) -> None:
     encoder = verbs.add_parser(
         "encoder", help="make a network's shared encoder start (config encoders.<network>)"
     )
-    config_arg(encoder)
+    # the shared encoder start: its recipe, the network, and for a pretext recipe the
+    # training, the phantom pool (phantoms.acdc's settings) and its preprocessing
+    config_arg(
+        encoder,
+        lambda a: [
+            f"encoders.{a.network}",
+            f"networks.{a.network}",
+            "train",
+            "phantoms.seed",
+            "phantoms.acdc",
+            "prepare",
+        ],
+    )
     encoder.add_argument("--network", required=True, help="a network of the config")
     encoder.add_argument("--out", type=Path, required=True, help="safetensors file to write")
     encoder.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     encoder.set_defaults(handler=_run_encoder)
 
+
+def _add_import_weights(verbs: Any) -> None:
     imported = verbs.add_parser(
         "import-weights",
         help="a torchvision ResNet-18 state dict (.pth) -> the network's encoder start file (safetensors)",
     )
-    config_arg(imported)
+    config_arg(imported, lambda a: [f"networks.{a.network}"])
     imported.add_argument(
         "--pth", type=Path, required=True, help="torch.save(resnet18.state_dict()) file"
     )
@@ -156,14 +206,27 @@ def register(verbs: Any) -> None:
     )
     imported.set_defaults(handler=_run_import_weights)
 
+
+def _add_reuse(verbs: Any) -> None:
     reuse = verbs.add_parser(
         "reuse", help="train a target from a source's tensors per a reuse plan"
     )
-    config_arg(reuse)
+    # a reuse run trains like `train` (its plan and source are deps)
+    config_arg(
+        reuse,
+        lambda a: ["train", f"networks.{network_of_name(a.run)}", "reuse.frozen_bn"],
+    )
     reuse.add_argument(
         "--run", required=True, help="<model>-<freeze|finetune|selffer>-from-<source>"
     )
-    reuse.add_argument("--source", type=Path, required=True, help="source model checkpoint")
+    flag(
+        reuse,
+        "--source-checkpoint",
+        former="--source",
+        type=Path,
+        required=True,
+        help="source model checkpoint",
+    )
     reuse.add_argument("--plan", type=Path, required=True, help="reuse plan JSON")
     reuse.add_argument("--data", type=Path, required=True, help="the target's prepared dataset")
     reuse.add_argument("--out", type=Path, required=True, help="run folder to write")

@@ -17,6 +17,8 @@ nothing.
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -150,6 +152,25 @@ def read_site(
     if SITE_KEY in site:
         raise PrrmseError(path, f"config key {SITE_KEY}: a site file cannot name another site file")
     return path, site
+
+
+def config_value(config: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    """Whether `config` sets the dotted key (`analysis.plan.rule`), and its value."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def settings_json(config: Mapping[str, Any], keys: list[str]) -> str:
+    """The values of `keys` that `config` sets, as sorted JSON: a workflow rule's `settings`
+    param, so Snakemake reruns a job whose values changed, as DVC does with its params."""
+    found = {key: config_value(config, key) for key in keys}
+    return json.dumps(
+        {key: value for key, (present, value) in found.items() if present}, sort_keys=True
+    )
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

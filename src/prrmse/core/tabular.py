@@ -42,6 +42,8 @@ RMSE_COLUMNS = ["family", "layer", "module", "head", "kind", "status", "numel", 
 # Written after RMSE_COLUMNS (and rmse_aligned): each tensor's RMS, model a's and model b's.
 # Not required by every reader; the plan needs them to judge conv W by relative RMSE.
 RMS_COLUMNS = ["rms_a", "rms_b"]
+# An RMSE-to-ideal table (Figs. 13-14): RMSE_COLUMNS of each reuse run against the ideal model.
+IDEAL_COLUMNS = ["run", *RMSE_COLUMNS]
 # The columns of a CKA table (prrmse.analysis.cka writes them, its figure reads them without torch).
 CKA_COLUMNS = ["model_a", "model_b", "layer_a", "module_a", "layer_b", "module_b", "cka"]
 

@@ -1,12 +1,13 @@
 """Synthetic cardiac MRI written in the on-disk formats of ACDC, RVSC and the T1 data.
 
 The phantoms are the workflow's default raw data, read by the same loaders as
-the real downloads. Geometry comes from `prrmse.data.anatomy`; this module
-adds each dataset's contrast (bSSFP cine for ACDC and RVSC, an inversion-
-recovery magnitude series for T1), a smooth bias field, partial-volume blur and
-Rician noise, and writes the files. Same seed and params give the same bytes:
-every patient draws from its own generator seeded by (seed, dataset, patient),
-gzip headers carry no time stamp and DICOM UIDs are derived from the seed.
+the real downloads. Geometry comes from `prrmse.data.anatomy` (the patient) and
+`prrmse.data.slice_geometry` (each slice); this module adds each dataset's
+contrast (bSSFP cine for ACDC and RVSC, an inversion-recovery magnitude series for
+T1), a smooth bias field, partial-volume blur and Rician noise, and writes the files.
+Same seed and params give the same bytes: every patient draws from its own generator
+seeded by (seed, dataset, patient), gzip headers carry no time stamp and DICOM UIDs are
+derived from the seed.
 """
 
 from __future__ import annotations
@@ -27,15 +28,8 @@ from scipy.ndimage import gaussian_filter
 
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import atomic_path
-from prrmse.data.anatomy import (
-    PatientAnatomy,
-    SliceGeometry,
-    Tissue,
-    contraction_at,
-    draw_anatomy,
-    render_slice,
-    slice_depths,
-)
+from prrmse.data.anatomy import PatientAnatomy, contraction_at, draw_anatomy, slice_depths
+from prrmse.data.slice_geometry import SliceGeometry, Tissue, render_slice
 
 # bSSFP signal per tissue (blood bright, myocardium dark, lungs and air dark), by Tissue code.
 _BSSFP = np.array([0.0, 0.32, 0.85, 0.05, 0.28, 1.0, 0.95, 0.22, 0.24])

@@ -6,7 +6,8 @@ left, so matching layers run up the diagonal). Panel (b) is the per-layer CKA (t
 diagonal, layer i of a against layer i of b) as bars, with each layer's best match
 anywhere in b as a line: a layer whose features exist at another depth of b shows a
 high line over a low bar. Undefined CKA (a layer with constant output) is grey in (a)
-and a gap in (b). House style, saving and provenance come from `prrmse.figures.style`.
+and a gap in (b). House style comes from `prrmse.figures.style`, saving and provenance from
+`prrmse.figures.saving`.
 """
 
 from __future__ import annotations
@@ -24,19 +25,10 @@ from matplotlib.patches import Patch
 
 from prrmse.core.errors import PrrmseError
 from prrmse.core.tabular import CKA_COLUMNS
-from prrmse.figures.models import short_names
-from prrmse.figures.style import (
-    OKABE_ITO,
-    WIDTH_IN,
-    check_unique,
-    figure_provenance,
-    house_style,
-    layer_axis,
-    legend,
-    panel_title,
-    read_input,
-    save_figure,
-)
+from prrmse.figures.inputs import check_unique, read_input
+from prrmse.figures.model_labels import short_names
+from prrmse.figures.saving import figure_provenance, save_figure
+from prrmse.figures.style import OKABE_ITO, WIDTH_IN, house_style, layer_axis, legend, panel_title
 
 WHAT = "Linear CKA of BN outputs"
 NAN_COLOUR = "#DDDDDD"

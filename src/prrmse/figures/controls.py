@@ -20,22 +20,20 @@ from matplotlib.lines import Line2D
 
 from prrmse.core.errors import PrrmseError
 from prrmse.core.kinds import BN_KINDS, CONV_KINDS, FAMILY_OF_KIND
+from prrmse.figures.inputs import layer_count, read_input
+from prrmse.figures.saving import figure_provenance, save_figure
 from prrmse.figures.style import (
     KIND_TITLES,
     MARKERS,
     OKABE_ITO,
     absent_handle,
-    figure_provenance,
     has_intervals,
     house_style,
     interval_band,
     interval_handle,
     layer_axis,
-    layer_count,
     legend,
     panel_title,
-    read_input,
-    save_figure,
     shade_absent,
 )
 from prrmse.results.summary import FOREGROUND

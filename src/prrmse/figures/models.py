@@ -1,16 +1,15 @@
-"""Figures that compare the parameters of models: 5 / 9 BN scale and shift (bnstats CSV),
-6 / 10 RMSE of conv W and B for one target/source pair, 11 / 12 RMSE of every kind for every
-pair of a group, with the pair-by-pair matrix of mean W RMSE (rmse CSV, model_a/model_b).
+"""Figures of the RMSE between models' parameters: 6 / 10 RMSE of conv W and B for one
+target/source pair, 11 / 12 RMSE of every kind for every pair of a group, with the
+pair-by-pair matrix of mean W RMSE (rmse CSV, model_a/model_b).
 
-House style, saving and provenance come from `prrmse.figures.style`. The head is left out; an
-absent kind (a conv without bias) is a gap over a grey band, never a 0. Models are labelled
-by short names ("ACDC seg", "T1 auto") where their names follow the study's
-<network>-<task>-<dataset>[-n<N>]-s<seed> pattern, else by their names.
+House style comes from `prrmse.figures.style`, saving and provenance from
+`prrmse.figures.saving`, model labels from `prrmse.figures.model_labels`. The head is left
+out; an absent kind (a conv without bias) is a gap over a grey band, never a 0. The BN
+scale and shift figures (5 / 9) are `prrmse.figures.bnstats`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,20 +20,22 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from prrmse.core.errors import PrrmseError
 from prrmse.core.kinds import BN_KINDS, CONV_KINDS, FAMILY_OF_KIND
-from prrmse.core.naming import parse_model_name
+from prrmse.figures.inputs import (
+    absent_layers,
+    check_unique,
+    layer_count,
+    read_input,
+)
+from prrmse.figures.model_labels import short_names
+from prrmse.figures.saving import figure_provenance, save_figure
 from prrmse.figures.style import (
     KIND_TITLES,
     MARKERS,
     OKABE_ITO,
     absent_handle,
-    absent_layers,
-    check_unique,
-    default_title,
-    figure_provenance,
     floor_band,
     floor_handle,
     has_intervals,
@@ -42,40 +43,16 @@ from prrmse.figures.style import (
     interval_band,
     interval_handle,
     layer_axis,
-    layer_count,
     legend,
     new_figure,
     panel_title,
-    read_input,
-    save_figure,
     shade_absent,
 )
 from prrmse.results.floor import floor_for
 
 # the columns these figures read: a subset of prrmse.core.tabular.RMSE_COLUMNS
 RMSE_COLUMNS_READ = ["family", "layer", "head", "kind", "status", "rmse"]
-BNSTATS_COLUMNS = ["layer", "MRM", "MRV", "MRW", "MRB", "mrw_note"]
 FLOOR_COLUMNS = ["network", "family", "layer", "kind", "floor", "floor_low", "floor_high"]
-
-
-def short_names(names: Sequence[str]) -> dict[str, str]:
-    """Display names: pspnet-seg-acdc-s0 -> "ACDC seg" (seed, subset kept where they differ)."""
-    try:
-        # summaries over seeds name models without their seed
-        specs = {
-            name: parse_model_name(name if re.search(r"-s\d+$", name) else f"{name}-s0")
-            for name in names
-        }
-    except PrrmseError:
-        return {name: name for name in names}
-    seeds_differ = len({spec.seed for spec in specs.values()}) > 1
-    short = {
-        name: f"{spec.dataset.upper()} {spec.task}"
-        + (f" n{spec.n_train}" if spec.n_train is not None else "")
-        + (f" s{spec.seed}" if seeds_differ else "")
-        for name, spec in specs.items()
-    }
-    return short if len(set(short.values())) == len(short) else {name: name for name in names}
 
 
 def model_pairs(table: pd.DataFrame, where: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -283,73 +260,4 @@ def plot_group_rmse(
         figure = draw_group_rmse(table, title, rmse_csv, read_floor(floor_csv))
     inputs = [rmse_csv] + ([Path(floor_csv)] if floor_csv else [])
     save_figure(figure, out_base, figure_provenance(inputs, what))
-    return figure
-
-
-# --- Figures 5/9: BN scale and shift ------------------------------------------------------
-
-
-def draw_bn_stats(table: pd.DataFrame, title: str) -> Figure:
-    table = table.sort_values("layer")
-    n_layers = int(table["layer"].max())
-    figure, axes = new_figure(4, 6.8)
-    panels = {
-        "MRM": "MRM = mean w·|μ − μ′| / σ  (shift of the output)",
-        "MRV": "MRV = mean σ / σ′  (scale of the output)",
-        "MRW": "MRW = mean w′ / w  (ratio of weights)",
-        "MRB": "MRB = mean |b − b′|  (shift of the bias)",
-    }
-    extras: dict[str, Any] = {}
-    for index, (ax, (column, text)) in enumerate(zip(axes, panels.items(), strict=True)):
-        values = table[column].astype(float)
-        errors = None
-        if has_intervals(table, column):
-            low, high = table[f"{column}_low"].astype(float), table[f"{column}_high"].astype(float)
-            errors = np.vstack([(values - low).clip(lower=0), (high - values).clip(lower=0)])
-            extras["interval"] = interval_handle(table)
-        ax.bar(
-            table["layer"],
-            values,
-            width=0.7,
-            color=OKABE_ITO[3],
-            yerr=errors,
-            error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#333333"},
-        )
-        if column in ("MRV", "MRW"):
-            extras["ref"] = ax.axhline(1.0, ls="--", lw=0.9, color="#000000", label="1 (no change)")
-        if column == "MRW" and values.isna().any():
-            undefined = table.loc[values.isna(), "layer"]
-            extras["undefined"] = ax.plot(
-                undefined,
-                np.zeros(len(undefined)),
-                ls="none",
-                marker="x",
-                ms=7,
-                mew=1.5,
-                color=OKABE_ITO[4],
-                clip_on=False,
-                zorder=5,
-                transform=ax.get_xaxis_transform(),
-                label="MRW undefined (a target weight is 0)",
-            )[0]
-        if column in ("MRM", "MRB"):
-            ax.set_ylim(bottom=0)  # means of magnitudes: never below 0
-        ax.set_ylabel(column)
-        panel_title(ax, index, text)
-        layer_axis(ax, n_layers, None)
-    layer_axis(axes[-1], n_layers, "BN layer (forward order, head excluded)")
-    handles = [Patch(color=OKABE_ITO[3], label="mean over the layer's channels"), *extras.values()]
-    legend(figure, handles)
-    figure.suptitle(title)
-    return figure
-
-
-def plot_bn_stats(bnstats_csv: Path, out_base: Path, title: str | None = None) -> Figure:
-    """Figures 5 / 9: MRM, MRV, MRW, MRB per BN layer; undefined MRW marked with an x."""
-    table, record = read_input(bnstats_csv, BNSTATS_COLUMNS)
-    check_unique(table, ["layer"], bnstats_csv)
-    what = "BN scale and shift"
-    with house_style():
-        figure = draw_bn_stats(table, title or default_title(record, what, bnstats_csv))
-    save_figure(figure, out_base, figure_provenance([bnstats_csv], what))
     return figure

@@ -1,6 +1,7 @@
 """`make_figure`: any of the paper's Figures 3-14 by number, drawn by the plotting module of
-its kind (`prrmse.figures.catalog` says which): sweeps (`prrmse.figures.style`), BN statistics and
-RMSE (`prrmse.figures.models`), RMSE to the ideal model (`prrmse.figures.reuse`)."""
+its kind (`prrmse.figures.catalog` says which): sweeps (`prrmse.figures.sweeps`), BN
+statistics (`prrmse.figures.bnstats`), RMSE (`prrmse.figures.models`), RMSE to the ideal
+model (`prrmse.figures.reuse`)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from matplotlib.figure import Figure
 from prrmse.core.errors import PrrmseError
 from prrmse.core.naming import network_of_name, run_label
 from prrmse.core.provenance import read_csv_provenance
+from prrmse.figures import bnstats as figures_bnstats
 from prrmse.figures import models as figures_models
 from prrmse.figures import reuse as figures_reuse
-from prrmse.figures import style as figures
+from prrmse.figures import sweeps as figures_sweeps
 from prrmse.figures.catalog import FIGURES, figure_spec
 
 PLOTTERS = {
-    "bn_sweep": figures.plot_bn_sweep,
-    "conv_sweep": figures.plot_conv_sweep,
-    "bn_stats": figures_models.plot_bn_stats,
+    "bn_sweep": figures_sweeps.plot_bn_sweep,
+    "conv_sweep": figures_sweeps.plot_conv_sweep,
+    "bn_stats": figures_bnstats.plot_bn_stats,
     "conv_rmse": figures_models.plot_conv_rmse,
     "group_rmse": figures_models.plot_group_rmse,
 }

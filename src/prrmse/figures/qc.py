@@ -28,7 +28,8 @@ from prrmse.core import provenance
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import sha256_file
 from prrmse.data.processed import NUM_CLASSES, ProcessedDataset, load_processed
-from prrmse.figures.style import CLASS_COLOURS, CLASS_NAMES, WIDTH_IN, house_style, save_figure
+from prrmse.figures.saving import save_figure
+from prrmse.figures.style import CLASS_COLOURS, CLASS_NAMES, WIDTH_IN, house_style
 
 SPLITS = ("train", "val")
 MAX_COLUMNS = 4

@@ -2,8 +2,8 @@
 
 The paper takes T1-auto fine-tuned on 50 patients as the ideal ACDC model and shows, per
 layer and kind, how far each reuse run ended from it (Fig. 13: every reuse run; Fig. 14:
-the RVSC-seg runs). `rmse_to_ideal` computes the tidy table (one row per run, layer and
-kind, the head included and flagged, absent kinds as status "absent"); `plot_rmse_to_ideal`
+the RVSC-seg runs), from the table `prrmse.analysis.rmse.rmse_to_ideal` writes (one row per
+run, layer and kind, the head flagged, absent kinds as status "absent"). `plot_rmse_to_ideal`
 draws one panel per kind, x = layer (head left out), one line per run, in the house style
 of `prrmse.figures.style`.
 """
@@ -11,27 +11,25 @@ of `prrmse.figures.style`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from prrmse.core import provenance
 from prrmse.core.errors import PrrmseError
-from prrmse.core.io import sha256_file
 from prrmse.core.kinds import BN_KINDS, CONV_KINDS, FAMILY_OF_KIND
-from prrmse.core.tabular import RMSE_COLUMNS, write_table_csv
+from prrmse.core.tabular import IDEAL_COLUMNS
+from prrmse.figures.inputs import absent_layers, check_unique, layer_count, read_input
+from prrmse.figures.saving import figure_provenance, save_figure
 from prrmse.figures.style import (
     KIND_TITLES,
     MARKERS,
     OKABE_ITO,
     absent_handle,
-    absent_layers,
-    check_unique,
-    figure_provenance,
     floor_band,
     floor_handle,
     has_intervals,
@@ -39,50 +37,13 @@ from prrmse.figures.style import (
     interval_band,
     interval_handle,
     layer_axis,
-    layer_count,
     panel_title,
-    read_input,
-    save_figure,
     shade_absent,
 )
 from prrmse.results.floor import floor_for
 
-IDEAL_COLUMNS = ["run", *RMSE_COLUMNS]
 LINE_STYLES = ("-", "--", ":", "-.")  # after the 8 colours are used, the next style
 LEGEND_COLUMNS = 3
-
-
-def rmse_to_ideal(
-    ideal_ckpt: Path, run_ckpts: Mapping[str, Path], out_csv: Path | None = None
-) -> pd.DataFrame:
-    """RMSE per layer and kind of every run against the ideal model; the CSV (with a
-    provenance line naming every checkpoint and its sha256) if `out_csv` is given."""
-    # the model code is only needed here, not by the figure jobs that import this module
-    from prrmse.analysis.rmse import matched_layers, tensor_rmse
-    from prrmse.models.checkpoint import load_model
-
-    if not run_ckpts:
-        raise PrrmseError("rmse to ideal", "no runs given")
-    ideal_ckpt = Path(ideal_ckpt)
-    ideal, record = load_model(ideal_ckpt)
-    runs = {label: load_model(Path(path))[0] for label, path in run_ckpts.items()}
-    # Names the offending file, where tensor_rmse alone could only say "second model".
-    matched_layers(ideal, {Path(run_ckpts[label]): model for label, model in runs.items()})
-    table = pd.concat(
-        [tensor_rmse(ideal, model).assign(run=label) for label, model in runs.items()],
-        ignore_index=True,
-    )[IDEAL_COLUMNS]
-    if out_csv is not None:
-        paths = [ideal_ckpt, *(Path(path) for path in run_ckpts.values())]
-        stamp = provenance.stamp(
-            arch=record["arch"],
-            options=record.get("options", {}),
-            ideal={str(record.get("name") or ideal_ckpt.parent.name): str(ideal_ckpt)},
-            runs={label: str(path) for label, path in run_ckpts.items()},
-            inputs={str(path): sha256_file(path) for path in paths},
-        )
-        write_table_csv(Path(out_csv), table, stamp)
-    return table
 
 
 def _series(
@@ -121,32 +82,47 @@ def draw_rmse_to_ideal(
         drawn_floor = (
             floor_band(ax, floor_for(floor, network, family, kind, n_layers)) or drawn_floor
         )
-        for number, run in enumerate(runs):
-            series = _series(body, run, kind, n_layers)
-            colour = OKABE_ITO[number % len(OKABE_ITO)]
-            ax.plot(
-                series.index,
-                series.to_numpy(),
-                lw=1.1,
-                ms=3.5,
-                label=run,
-                color=colour,
-                marker=MARKERS[number % len(MARKERS)],
-                ls=LINE_STYLES[number // len(OKABE_ITO) % len(LINE_STYLES)],
-            )
-            if intervals:
-                low, high = (
-                    _series(body, run, kind, n_layers, v) for v in ("rmse_low", "rmse_high")
-                )
-                interval_band(ax, series.index, low, high, colour)
-        ax.set_ylabel("RMSE")
-        ax.set_ylim(bottom=0)
+        _draw_runs(ax, body, runs, kind, n_layers, intervals)
         panel_title(ax, index, KIND_TITLES[kind])
         # Each family's lowest panels name the axis; BN and conv layers are numbered apart.
         lowest = not any(FAMILY_OF_KIND[k] == family for k in kinds[index + 2 :: 2])
         name = "BN layer" if family == "bn" else "Conv layer"
         layer_axis(ax, n_layers, f"{name} (forward order, head excluded)" if lowest else None)
         ax.tick_params(axis="x", labelrotation=90 if n_layers > 12 else 0)
+    _legend(figure, table, drawn_floor, intervals, absent)
+    figure.suptitle(title)
+    return figure
+
+
+def _draw_runs(
+    ax: Axes, body: pd.DataFrame, runs: Sequence[str], kind: str, n_layers: int, intervals: bool
+) -> None:
+    """One line per run on the kind's panel, each with its interval band where drawn."""
+    for number, run in enumerate(runs):
+        series = _series(body, run, kind, n_layers)
+        colour = OKABE_ITO[number % len(OKABE_ITO)]
+        ax.plot(
+            series.index,
+            series.to_numpy(),
+            lw=1.1,
+            ms=3.5,
+            label=run,
+            color=colour,
+            marker=MARKERS[number % len(MARKERS)],
+            ls=LINE_STYLES[number // len(OKABE_ITO) % len(LINE_STYLES)],
+        )
+        if intervals:
+            low, high = (_series(body, run, kind, n_layers, v) for v in ("rmse_low", "rmse_high"))
+            interval_band(ax, series.index, low, high, colour)
+    ax.set_ylabel("RMSE")
+    ax.set_ylim(bottom=0)
+
+
+def _legend(
+    figure: Figure, table: pd.DataFrame, drawn_floor: Any, intervals: bool, absent: bool
+) -> None:
+    """The runs' lines, then the floor band, the interval bands and the absent kind, where
+    drawn, below the panels."""
     handles = [h for h in figure.axes[0].get_legend_handles_labels()[0] if isinstance(h, Line2D)]
     if drawn_floor is not None:
         handles.append(floor_handle(str(drawn_floor.get_label())))
@@ -156,8 +132,6 @@ def draw_rmse_to_ideal(
     figure.legend(
         handles=handles, loc="outside lower center", ncols=min(LEGEND_COLUMNS, len(handles))
     )
-    figure.suptitle(title)
-    return figure
 
 
 def plot_rmse_to_ideal(

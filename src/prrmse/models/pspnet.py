@@ -183,6 +183,41 @@ def build_pspnet(
     `encoder_width` is ResNet-18's stem width (64); smaller keeps every layer and narrows
     all of them in proportion (`resnet18_encoder`), for CPU-sized demos.
     """
+    _check_options(in_channels, classes, bottleneck_channels, encoder_width, ppm_channels, bins)
+    if output_stride not in (8, 16, 32):
+        raise PrrmseError(
+            "pspnet option output_stride", f"must be 8, 16 or 32, got {output_stride!r}"
+        )
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise PrrmseError("pspnet option dropout", f"must be in [0, 1), got {dropout!r}")
+
+    encoder = resnet18_encoder(in_channels, encoder_width, output_stride)
+    encoder.conv1 = _grayscale_stem(encoder.conv1, in_channels, conv_bias)
+    if encoder_weights is not None:
+        load_encoder_weights(encoder, encoder_weights)
+
+    deepest = encoder.out_channels[-1]
+    decoder = PSPDecoder(
+        in_channels=deepest,
+        bin_channels=ppm_channels if ppm_channels is not None else deepest // len(bins),
+        bins=bins,
+        bottleneck_channels=bottleneck_channels,
+        bias=conv_bias,
+        dropout=dropout,
+    )
+    head = nn.Conv2d(bottleneck_channels, classes, kernel_size=1)
+    return PSPNet(encoder, decoder, head)
+
+
+def _check_options(
+    in_channels: int,
+    classes: int,
+    bottleneck_channels: int,
+    encoder_width: int,
+    ppm_channels: int | None,
+    bins: Sequence[int],
+) -> None:
+    """Every channel count and bin size a positive integer, and at least one bin."""
     ints = {
         "in_channels": in_channels,
         "classes": classes,
@@ -198,38 +233,18 @@ def build_pspnet(
             raise PrrmseError(f"pspnet option {key}", f"must be a positive integer, got {value!r}")
     if not bins:
         raise PrrmseError("pspnet option bins", "needs at least one bin size")
-    if output_stride not in (8, 16, 32):
-        raise PrrmseError(
-            "pspnet option output_stride", f"must be 8, 16 or 32, got {output_stride!r}"
-        )
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise PrrmseError("pspnet option dropout", f"must be in [0, 1), got {dropout!r}")
 
-    encoder = resnet18_encoder(in_channels, encoder_width, output_stride)
-    # A fresh stem for grayscale input; smp's patched stem never has a bias, PSPNet-b's does.
-    stem = encoder.conv1
-    encoder.conv1 = nn.Conv2d(
+
+def _grayscale_stem(stem: nn.Conv2d, in_channels: int, bias: bool) -> nn.Conv2d:
+    """A fresh stem for grayscale input; smp's patched stem never has a bias, PSPNet-b's does."""
+    return nn.Conv2d(
         in_channels,
         stem.out_channels,
         kernel_size=stem.kernel_size,
         stride=stem.stride,
         padding=stem.padding,
-        bias=conv_bias,
+        bias=bias,
     )
-    if encoder_weights is not None:
-        load_encoder_weights(encoder, encoder_weights)
-
-    deepest = encoder.out_channels[-1]
-    decoder = PSPDecoder(
-        in_channels=deepest,
-        bin_channels=ppm_channels if ppm_channels is not None else deepest // len(bins),
-        bins=bins,
-        bottleneck_channels=bottleneck_channels,
-        bias=conv_bias,
-        dropout=dropout,
-    )
-    head = nn.Conv2d(bottleneck_channels, classes, kernel_size=1)
-    return PSPNet(encoder, decoder, head)
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:

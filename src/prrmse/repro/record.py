@@ -25,17 +25,14 @@ from prrmse.repro.codedeps import write_code_manifests
 from prrmse.repro.dvcgen import (
     CODE_DEP,
     CODE_STAGE,
-    Job,
     dvc_yaml_content,
     has_package_source,
     job_verbs,
-    load_config_file,
-    relative_path,
     render_dvc_yaml,
-    site_params_file,
-    snakemake_jobs,
     stage_name,
 )
+from prrmse.repro.snakemake_dag import Job, relative_path, snakemake_jobs
+from prrmse.repro.stage_params import VerbKeys, read_stage_params
 
 # --- Snakemake after DVC restores files -------------------------------------------------
 
@@ -190,6 +187,8 @@ def record_snakemake_run(
     workdir: Path = Path("."),
     configfile: Path = Path("config/config.yaml"),
     snakefile: Path = Path("Snakefile"),
+    *,
+    verb_keys: VerbKeys,
 ) -> Recorded:
     """Record a Snakemake run in dvc.lock, so `dvc status` is clean and `dvc repro` a no-op.
 
@@ -204,35 +203,9 @@ def record_snakemake_run(
     """
     began = time.perf_counter()
     workdir = Path(workdir).resolve()
-    config_rel = relative_path((workdir / configfile).resolve(), workdir)
-    dvc_yaml = workdir / "dvc.yaml"
-    if not (workdir / ".dvc").is_dir():
-        raise PrrmseError(workdir, "not a DVC project (no .dvc folder): run `dvc init` first")
-    if not dvc_yaml.is_file():
-        raise PrrmseError(dvc_yaml, f"not found: run `prrmse dvc-sync --config {config_rel}`")
-    jobs = snakemake_jobs(snakefile, configfile, workdir, forceall=False)
-    config = load_config_file(workdir / config_rel)
-    site = site_params_file(workdir, config_rel, config)
-    manifests = has_package_source(workdir)
-    content = dvc_yaml_content(jobs, config, config_rel, site, manifests)
-    fresh = render_dvc_yaml(content, config_rel)
-    if dvc_yaml.read_text() != fresh:
-        raise PrrmseError(
-            dvc_yaml,
-            f"does not match the Snakefile's jobs for {config_rel}: "
-            f"run `prrmse dvc-sync --config {config_rel}` first",
-        )
-    done: dict[str, Job] = {}
-    pending: list[str] = []
-    for job in jobs:
-        made = job.outputs + job.logs
-        if job.needrun or not all((workdir / p).exists() for p in made):
-            pending.append(stage_name(job))
-        else:
-            done[stage_name(job)] = job
-    if not done:
-        raise PrrmseError(workdir, f"nothing to record: no job of {config_rel} has finished")
-    if manifests:
+    jobs, content = _checked_jobs(workdir, configfile, snakefile, verb_keys)
+    done, pending = _finished(workdir, jobs, configfile)
+    if has_package_source(workdir):
         # the record vouches that the finished jobs ran the package source here now, as
         # it did when stages depended on the whole source (Snakemake does not track it)
         write_code_manifests(workdir / CODE_DEP, job_verbs(jobs), workdir)
@@ -245,16 +218,8 @@ def record_snakemake_run(
     changed = sorted(listed & set(done_stages))
     unlinked: list[str] = []
     if changed:
-        # every file of every done stage: one that shares a cache object with a committed
-        # file shares its time too
-        times = file_times(workdir, [p for job in done.values() for p in job.outputs + job.logs])
         every = len(changed) == len(content["stages"])
-        _dvc(workdir, "commit", "--force", "--quiet", *([] if every else changed))
-        # commit links the files it cached, not those inside a directory out
-        folders = [name for name in changed if name in done and done[name].directories]
-        if folders:
-            _dvc(workdir, "checkout", "--relink", "--quiet", *folders)
-        unlinked = restore_times(workdir, times)
+        unlinked = _commit(workdir, done, changed, every)
         # re-hashes the files with their restored times into DVC's state (so the next dvc
         # command finds them there) and checks the record
         listed = set(dvc_status(workdir))
@@ -267,3 +232,56 @@ def record_snakemake_run(
     return Recorded(
         sorted(done_stages), changed, sorted(pending), unlinked, time.perf_counter() - began
     )
+
+
+def _checked_jobs(
+    workdir: Path, configfile: Path, snakefile: Path, verb_keys: VerbKeys
+) -> tuple[list[Job], dict[str, Any]]:
+    """The DAG's jobs as Snakemake sees the workdir now, and dvc.yaml's content for them,
+    which must be the committed dvc.yaml."""
+    config_rel = relative_path((workdir / configfile).resolve(), workdir)
+    dvc_yaml = workdir / "dvc.yaml"
+    if not (workdir / ".dvc").is_dir():
+        raise PrrmseError(workdir, "not a DVC project (no .dvc folder): run `dvc init` first")
+    if not dvc_yaml.is_file():
+        raise PrrmseError(dvc_yaml, f"not found: run `prrmse dvc-sync --config {config_rel}`")
+    jobs = snakemake_jobs(snakefile, configfile, workdir, forceall=False)
+    params = read_stage_params(workdir, configfile, verb_keys)
+    content = dvc_yaml_content(jobs, params, has_package_source(workdir))
+    if dvc_yaml.read_text() != render_dvc_yaml(content, config_rel):
+        raise PrrmseError(
+            dvc_yaml,
+            f"does not match the Snakefile's jobs for {config_rel}: "
+            f"run `prrmse dvc-sync --config {config_rel}` first",
+        )
+    return jobs, content
+
+
+def _finished(workdir: Path, jobs: list[Job], configfile: Path) -> tuple[dict[str, Job], list[str]]:
+    """Stage name -> job of every job Snakemake considers done; the stages it would run."""
+    done: dict[str, Job] = {}
+    pending: list[str] = []
+    for job in jobs:
+        made = job.outputs + job.logs
+        if job.needrun or not all((workdir / p).exists() for p in made):
+            pending.append(stage_name(job))
+        else:
+            done[stage_name(job)] = job
+    if not done:
+        config_rel = relative_path((workdir / configfile).resolve(), workdir)
+        raise PrrmseError(workdir, f"nothing to record: no job of {config_rel} has finished")
+    return done, pending
+
+
+def _commit(workdir: Path, done: dict[str, Job], changed: list[str], every: bool) -> list[str]:
+    """`dvc commit` the changed stages, their folders relinked, every done file's time kept;
+    the files whose links were replaced by copies."""
+    # every file of every done stage: one that shares a cache object with a committed
+    # file shares its time too
+    times = file_times(workdir, [p for job in done.values() for p in job.outputs + job.logs])
+    _dvc(workdir, "commit", "--force", "--quiet", *([] if every else changed))
+    # commit links the files it cached, not those inside a directory out
+    folders = [name for name in changed if name in done and done[name].directories]
+    if folders:
+        _dvc(workdir, "checkout", "--relink", "--quiet", *folders)
+    return restore_times(workdir, times)

@@ -1,12 +1,4 @@
-"""The study's tables, each written three ways: CSV (data), Markdown (reading), LaTeX (paper).
-
-`write_table` writes <out_base>.csv (a provenance comment line, then the values at full
-precision), <out_base>.md (GitHub table) and <out_base>.tex (booktabs tabular in a table
-float). Markdown and LaTeX show floats with a fixed number of decimals, a missing value
-(NaN, None) as an en dash, and the text "absent" (a tensor the model lacks) as "absent":
-a missing number is never printed as 0. The two formatters are our own, a few lines each,
-so the output depends on no optional package (tabulate, jinja2) and is the same bytes for
-the same table. Both carry the provenance as a comment.
+"""The study's tables of models and plans, written by `prrmse.results.table_format`.
 
 Builders: `baseline_table` (per-class Dice and mean of every model, or MSE for
 auto-encoders, from results/models/*/metrics.json) and `plan_table` (non-reusable layers
@@ -18,10 +10,9 @@ what else it read in `table.attrs`: "inputs" (files of the run, path -> sha256) 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +21,13 @@ import pandas as pd
 from prrmse.analysis.plan import load_plan
 from prrmse.core import provenance as provenance_lines
 from prrmse.core.errors import PrrmseError
-from prrmse.core.io import atomic_path, read_json, sha256_file
+from prrmse.core.io import read_json, sha256_file
 from prrmse.core.kinds import BN_KINDS, CONV_KINDS
 from prrmse.core.naming import ModelSpec, parse_model_name
 from prrmse.results import paper
+from prrmse.results.table_format import write_table
 
 ABSENT = "absent"
-DEFAULT_DECIMALS = 3
-MISSING = {"md": "–", "tex": "--"}
 CLASS_COLUMNS = ("BG", "RV", "MYO", "LV")  # classes 0..3 of the shared label space
 MEAN4 = "mean (4 classes)"  # the paper's Table 1 mean: background included
 MEAN_FG = "mean (RV, MYO, LV)"  # the foreground mean our training selects the best epoch by
@@ -45,144 +35,9 @@ PAPER_ROW = "paper row"
 PAPER_COLUMNS = tuple(f"paper {column}" for column in (*CLASS_COLUMNS, MEAN4))
 KINDS = (*BN_KINDS, *CONV_KINDS)
 CHECKPOINT = "model.safetensors"  # beside metrics.json in a model folder
-LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
 
 
-# --- formatting ---------------------------------------------------------------------------
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and math.isnan(value)
-
-
-def format_cell(value: Any, decimals: int) -> str | None:
-    """Display text of one value; None for a missing one (each format prints it its way)."""
-    if _is_missing(value):
-        return None
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, Integral):
-        return str(int(value))
-    if isinstance(value, Real):
-        return f"{float(value):.{decimals}f}"
-    return str(value)
-
-
-def _decimals_of(table: pd.DataFrame, decimals: int | Mapping[str, int] | None) -> dict[str, int]:
-    # Builders leave per-column decimals in table.attrs (percentages 1, MSE 5, Dice 3).
-    chosen = table.attrs.get("decimals", DEFAULT_DECIMALS) if decimals is None else decimals
-    if isinstance(chosen, Mapping):
-        return {str(c): int(chosen.get(c, DEFAULT_DECIMALS)) for c in table.columns}
-    return {str(c): int(chosen) for c in table.columns}
-
-
-def _cells(table: pd.DataFrame, decimals: dict[str, int], missing: str) -> list[list[str]]:
-    return [
-        [
-            text if (text := format_cell(value, decimals[str(column)])) is not None else missing
-            for column, value in zip(table.columns, row, strict=True)
-        ]
-        for row in table.itertuples(index=False, name=None)
-    ]
-
-
-def _numeric(table: pd.DataFrame) -> list[bool]:
-    return [pd.api.types.is_numeric_dtype(table[c]) and table[c].dtype != bool for c in table]
-
-
-def markdown_table(
-    table: pd.DataFrame, caption: str, record: dict[str, Any], decimals: dict[str, int]
-) -> str:
-    """A GitHub Markdown table, numbers right-aligned, caption above, provenance comment."""
-
-    def escape(text: str) -> str:
-        return text.replace("|", r"\|").replace("\n", " ")
-
-    header = [escape(str(column)) for column in table.columns]
-    rule = ["---:" if numeric else ":---" for numeric in _numeric(table)]
-    rows = [[escape(cell) for cell in row] for row in _cells(table, decimals, MISSING["md"])]
-    lines = [f"<!-- provenance: {json.dumps(record, sort_keys=True, default=str)} -->", ""]
-    lines += [f"**{escape(caption)}**", ""] if caption else []
-    lines += ["| " + " | ".join(cells) + " |" for cells in (header, rule, *rows)]
-    return "\n".join(lines) + "\n"
-
-
-def latex_escape(text: str) -> str:
-    return "".join(LATEX_ESCAPES.get(char, char) for char in text).replace("–", "--")
-
-
-def latex_table(
-    table: pd.DataFrame,
-    caption: str,
-    record: dict[str, Any],
-    decimals: dict[str, int],
-    label: str,
-) -> str:
-    """A booktabs tabular in a table float; needs \\usepackage{booktabs}."""
-    spec = "".join("r" if numeric else "l" for numeric in _numeric(table))
-    header = " & ".join(latex_escape(str(column)) for column in table.columns)
-    rows = [
-        " & ".join(latex_escape(cell) for cell in row) + r" \\"
-        for row in _cells(table, decimals, "–")  # escaped to an en dash "--" below
-    ]
-    lines = [
-        f"% provenance: {json.dumps(record, sort_keys=True, default=str)}",
-        r"% needs \usepackage{booktabs}",
-        r"\begin{table}[htbp]",
-        r"  \centering",
-        rf"  \caption{{{latex_escape(caption)}}}",
-        rf"  \label{{tab:{latex_escape(label)}}}",
-        rf"  \begin{{tabular}}{{{spec}}}",
-        r"    \toprule",
-        f"    {header} \\\\",
-        r"    \midrule",
-        *(f"    {row}" for row in rows),
-        r"    \bottomrule",
-        r"  \end{tabular}",
-        r"\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def write_table(
-    df: pd.DataFrame,
-    out_base: Path,
-    caption: str,
-    provenance: dict[str, Any],
-    decimals: int | Mapping[str, int] | None = None,
-) -> tuple[Path, Path, Path]:
-    """<out_base>.csv, .md and .tex; renamed into place only once all three are written.
-
-    `decimals` (one number, or per column) sets the decimals shown in .md and .tex;
-    default: what the builder left in df.attrs["decimals"], else 3.
-    """
-    if df.columns.empty:
-        raise PrrmseError(out_base, "table has no columns")
-    base = Path(out_base)
-    paths = tuple(base.with_name(base.name + suffix) for suffix in (".csv", ".md", ".tex"))
-    shown = _decimals_of(df, decimals)
-    texts = (
-        provenance_lines.csv_header(provenance) + df.to_csv(index=False),
-        markdown_table(df, caption, provenance, shown),
-        latex_table(df, caption, provenance, shown, label=base.name),
-    )
-    with atomic_path(paths[0]) as csv, atomic_path(paths[1]) as md, atomic_path(paths[2]) as tex:
-        for temp, text in zip((csv, md, tex), texts, strict=True):
-            temp.write_text(text, encoding="utf-8")
-    return paths  # type: ignore[return-value]
+# --- writing ------------------------------------------------------------------------------
 
 
 # --- builders -----------------------------------------------------------------------------
@@ -431,4 +286,18 @@ def plan_table(plan_jsons: Sequence[Path], paper_json: Path = paper.PLAN_JSON) -
             )
     table = pd.DataFrame(rows)
     table.attrs.update(decimals=1, inputs={}, resources=_resources(Path(paper_json)))
+    return table
+
+
+def make_table(kind: str, inputs: Sequence[Path], out_base: Path, caption: str) -> pd.DataFrame:
+    """`prrmse table`: the `baseline` or `plans` table of `inputs`, written three ways with a
+    stamp naming every file it read: `inputs`, the checkpoints a builder opened and the
+    paper's packaged files by their package-relative name (never an absolute path)."""
+    builders = {"baseline": baseline_table, "plans": plan_table}
+    if kind not in builders:
+        raise PrrmseError(kind, f"unknown table (valid: {', '.join(builders)})")
+    table = builders[kind](inputs)
+    read = {**{str(p): sha256_file(p) for p in inputs}, **table.attrs.get("inputs", {})}
+    stamp = provenance_lines.stamp(inputs=read, resources=table.attrs.get("resources", {}))
+    write_table(table, out_base, caption, stamp)
     return table

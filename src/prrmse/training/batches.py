@@ -14,6 +14,7 @@ import torch
 from prrmse.core.errors import PrrmseError
 from prrmse.core.naming import ModelSpec
 from prrmse.data.processed import ProcessedDataset
+from prrmse.training.settings import AugmentSettings, TrainSettings
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,17 @@ def _split_of(dataset: ProcessedDataset, split: str, patients: list[str] | None 
     )
 
 
-def load_train_data(dataset: ProcessedDataset, spec: ModelSpec, cfg: dict[str, Any]) -> TrainData:
+def load_train_data(
+    dataset: ProcessedDataset, spec: ModelSpec, settings: TrainSettings
+) -> TrainData:
     """The model's training patients (its subset), its selection split if any, the val split."""
     patients = draw_subset(
-        dataset.patients("train"), spec.n_train, cfg["subset_seed"], dataset.root
+        dataset.patients("train"), spec.n_train, settings.subset_seed, dataset.root
     )
     selection = None
-    if cfg["selection"] == "best_on_holdout":
-        holdout = cfg["holdout"]
-        patients, held = carve_holdout(
-            patients, holdout["n_patients"], holdout["seed"], dataset.root
-        )
+    if settings.selection == "best_on_holdout":
+        holdout = settings.holdout
+        patients, held = carve_holdout(patients, holdout.n_patients, holdout.seed, dataset.root)
         selection = _split_of(dataset, "train", held)
     rows = dataset.rows("train", patients)
     val = _split_of(dataset, "val")
@@ -97,24 +98,27 @@ def load_train_data(dataset: ProcessedDataset, spec: ModelSpec, cfg: dict[str, A
     )
 
 
-def augment(images: torch.Tensor, labels: torch.Tensor, cfg: dict[str, Any], gen: torch.Generator):
+def augment(
+    images: torch.Tensor, labels: torch.Tensor, settings: AugmentSettings, gen: torch.Generator
+):
     n = len(images)
-    if cfg["flip"]:
+    if settings.flip:
         flips = torch.rand(n, 2, generator=gen) < 0.5
         for i in range(n):
             dims = [d for d in range(2) if flips[i, d]]
             if dims:
                 images[i] = images[i].flip([d + 1 for d in dims])
                 labels[i] = labels[i].flip(dims)
-    if cfg["shift_px"]:
-        shifts = torch.randint(-cfg["shift_px"], cfg["shift_px"] + 1, (n, 2), generator=gen)
+    if settings.shift_px:
+        shift = settings.shift_px
+        shifts = torch.randint(-shift, shift + 1, (n, 2), generator=gen)
         for i in range(n):
             offset = (int(shifts[i, 0]), int(shifts[i, 1]))
             images[i] = images[i].roll(offset, dims=(1, 2))
             labels[i] = labels[i].roll(offset, dims=(0, 1))
-    if cfg["intensity"]:
-        scale = 1.0 + cfg["intensity"] * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
-        offset = cfg["intensity"] * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+    if settings.intensity:
+        scale = 1.0 + settings.intensity * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+        offset = settings.intensity * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
         images = images * scale + offset
     return images, labels
 

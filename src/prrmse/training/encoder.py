@@ -21,11 +21,13 @@ format `start.encoder: <path>` also accepts, plus a prrmse record.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import tempfile
-from collections.abc import Callable
+import dataclasses
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from prrmse.core import provenance
 from prrmse.core.errors import PrrmseError
@@ -35,69 +37,68 @@ from prrmse.data.prepare import prepare_dataset
 from prrmse.models.checkpoint import load_tensors, prefixed, save_tensors
 from prrmse.models.start import ENCODER_MODULE, legacy_start, start_seed
 from prrmse.models.start_model import build_start
+from prrmse.training.settings import EncoderSettings, Recipe, TrainSettings
 from prrmse.training.train import train_model
 
-RECIPES = ("random", "pretext")
+RECIPES = get_args(Recipe)
 POOL_DATASET = "pretext"
 
 
-def encoder_network(config: dict[str, Any], network_name: str) -> dict[str, Any]:
+def encoder_network(network: Mapping[str, Any]) -> dict[str, Any]:
     """The network's config entry with an independent encoder start (what the pretext
     model, or the random draw, starts from: the shared file does not exist yet)."""
-    if network_name not in config["networks"]:
-        known = ", ".join(sorted(config["networks"]))
-        raise PrrmseError(f"network {network_name}", f"not in config networks ({known})")
-    network = copy.deepcopy(config["networks"][network_name])
-    network["start"] = {**(network.get("start") or {}), "encoder": "independent"}
-    return network
-
-
-def encoder_settings(config: dict[str, Any], network_name: str) -> dict[str, Any]:
-    recipes = config.get("encoders") or {}
-    if network_name not in recipes:
-        raise PrrmseError(
-            f"config encoders.{network_name}",
-            "missing: a shared encoder start needs a recipe (random or pretext)",
-        )
-    return recipes[network_name]
+    independent = copy.deepcopy(dict(network))
+    independent["start"] = {**(independent.get("start") or {}), "encoder": "independent"}
+    return independent
 
 
 def make_shared_encoder(
-    config: dict[str, Any],
     network_name: str,
+    recipe: EncoderSettings,
+    network: Mapping[str, Any],
     out: Path,
     *,
+    train: TrainSettings,
+    phantoms: dict[str, Any],
+    prepare: dict[str, Any],
     threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Write the shared encoder file of `network_name` to `out`; return its record."""
-    settings = encoder_settings(config, network_name)
-    network = encoder_network(config, network_name)
+    """Write the shared encoder file of `network_name` to `out`; return its record.
+
+    `recipe` is the config's `encoders.<network_name>` (`EncoderSettings.from_config`),
+    `network` its `networks.<network_name>` entry; a pretext recipe also trains with
+    `train` (the `train` section) on a pool made with the `phantoms` and `prepare`
+    sections (mappings, as `prrmse.data` takes them).
+    """
+    network = encoder_network(network)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if settings["recipe"] == "random":
-        seed = start_seed(f"{network_name}-shared-encoder", settings["seed"])
+    if recipe.recipe == "random":
+        seed = start_seed(f"{network_name}-shared-encoder", recipe.seed)
         model = build_start(network, legacy_start(seed))
-        made: dict[str, Any] = {"recipe": "random", "seed": settings["seed"], "draw_seed": seed}
+        made: dict[str, Any] = {"recipe": "random", "seed": recipe.seed, "draw_seed": seed}
         tensors = _encoder_tensors(model.state_dict(), network_name)
-    elif settings["recipe"] == "pretext":
-        tensors, made = _pretext(config, network_name, network, settings, out, threads, log)
+    elif recipe.recipe == "pretext":
+        tensors, made = _pretext(
+            network_name, recipe, network, train, phantoms, prepare, out, threads, log
+        )
     else:
         raise PrrmseError(
             f"config encoders.{network_name}.recipe",
-            f"unknown {settings['recipe']!r}; valid: {', '.join(RECIPES)}",
+            f"unknown {recipe.recipe!r}; valid: {', '.join(RECIPES)}",
         )
     record = {
         "kind": "encoder",
         "network": network_name,
         "arch": network["arch"],
         "options": network.get("options", {}),
-        "settings": settings,
+        "settings": recipe.as_record(),
         **made,
         "provenance": provenance.stamp(),
     }
     save_tensors(out, tensors, record)
-    log(f"encoder {network_name}: {settings['recipe']}, {len(tensors)} tensors -> {out}")
+    log(f"encoder {network_name}: {recipe.recipe}, {len(tensors)} tensors -> {out}")
     return record
 
 
@@ -109,58 +110,48 @@ def _encoder_tensors(state: dict[str, Any], network_name: str) -> dict[str, Any]
 
 
 def _pretext(
-    config: dict[str, Any],
     network_name: str,
+    recipe: EncoderSettings,
     network: dict[str, Any],
-    settings: dict[str, Any],
+    train: TrainSettings,
+    phantoms: dict[str, Any],
+    prepare: dict[str, Any],
     out: Path,
     threads: int | None,
     log: Callable[[str], None],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train a model of the network on the pretext pool; its encoder and what made it."""
-    pool = settings["pool"]
-    if pool["seed"] == config["phantoms"]["seed"]:
-        raise PrrmseError(
-            f"config encoders.{network_name}.pool.seed",
-            "equals phantoms.seed: the pool would repeat the datasets' patients",
-        )
-    if pool["n_val"] >= pool["n_patients"]:
-        raise PrrmseError(
-            f"config encoders.{network_name}.pool", "n_val leaves no patient to train on"
-        )
-    phantom = {**config["phantoms"]["acdc"], "n_patients": pool["n_patients"]}
-    dataset = {
-        "format": "acdc",
-        "label_map": {0: 0, 1: 1, 2: 2, 3: 3},
-        "split": {
-            "method": "random",
-            "n_train": pool["n_patients"] - pool["n_val"],
-            "n_val": pool["n_val"],
-            "seed": pool["seed"],
-        },
+    pool = recipe.pool
+    _check_pool(network_name, recipe, phantoms)
+    phantom = {**phantoms["acdc"], "n_patients": pool.n_patients}
+    dataset = _pool_dataset(recipe)
+    overrides = {
+        key: getattr(recipe, key)
+        for key in ("epochs", "iterations_per_epoch", "lr")
+        if getattr(recipe, key) is not None
     }
-    train = {**config["train"], "selection": "last", "val_every": 0}
-    for key in ("epochs", "iterations_per_epoch", "lr"):
-        if settings.get(key) is not None:
-            train[key] = settings[key]
-    pretext_config = {**config, "train": train, "networks": {network_name: network}}
-    spec = ModelSpec(network_name, settings["task"], POOL_DATASET, None, settings["seed"])
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as temp:
-        raw, processed = Path(temp) / "raw", Path(temp) / "processed"
-        write_phantoms("acdc", phantom, pool["seed"], raw)
-        summary = prepare_dataset(
-            POOL_DATASET, {**dataset, "root": str(raw)}, config["prepare"], processed
-        )
+    pretext_train = dataclasses.replace(train, selection="last", val_every=0, **overrides)
+    spec = ModelSpec(network_name, recipe.task, POOL_DATASET, None, recipe.seed)
+    with _pool_folder(out) as temp:
+        raw, processed = temp / "raw", temp / "processed"
+        write_phantoms("acdc", phantom, pool.seed, raw)
+        summary = prepare_dataset(POOL_DATASET, {**dataset, "root": str(raw)}, prepare, processed)
         log(f"encoder {network_name}: pool of {summary['n_slices']} slices, training {spec.name}")
         record = train_model(
-            spec, pretext_config, processed, Path(temp) / "model", threads=threads, log=log
+            spec,
+            pretext_train,
+            network,
+            processed,
+            temp / "model",
+            threads=threads,
+            log=log,
         )
-        tensors, _ = load_tensors(Path(temp) / "model" / "model.safetensors")
+        tensors, _ = load_tensors(temp / "model" / "model.safetensors")
     made = {
         "recipe": "pretext",
         "pool": {
             "phantoms": phantom,
-            "seed": pool["seed"],
+            "seed": pool.seed,
             "split": dataset["split"],
             "slices": summary["slices"],
             "index_sha256": record["data"]["index_sha256"],
@@ -171,3 +162,46 @@ def _pretext(
         },
     }
     return _encoder_tensors(tensors, network_name), made
+
+
+@contextlib.contextmanager
+def _pool_folder(out: Path) -> Iterator[Path]:
+    """The pretext pool's working folder beside `out`, removed after. Its name is fixed, not
+    random: the pool's index.csv records the raw files' paths, and its hash goes into the
+    encoder's record, so a rerun must see the same paths to write the same bytes."""
+    folder = out.parent / f".{out.name}.pool"
+    shutil.rmtree(folder, ignore_errors=True)  # a killed run's leftovers
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_pool(network_name: str, recipe: EncoderSettings, phantoms: dict[str, Any]) -> None:
+    """The pool's seed apart from the datasets', and a patient left to train on."""
+    pool = recipe.pool
+    if pool.seed == phantoms["seed"]:
+        raise PrrmseError(
+            f"config encoders.{network_name}.pool.seed",
+            "equals phantoms.seed: the pool would repeat the datasets' patients",
+        )
+    if pool.n_val >= pool.n_patients:
+        raise PrrmseError(
+            f"config encoders.{network_name}.pool", "n_val leaves no patient to train on"
+        )
+
+
+def _pool_dataset(recipe: EncoderSettings) -> dict[str, Any]:
+    """The pool's dataset entry (ACDC format, labels kept, a random split by the pool's seed)."""
+    pool = recipe.pool
+    return {
+        "format": "acdc",
+        "label_map": {0: 0, 1: 1, 2: 2, 3: 3},
+        "split": {
+            "method": "random",
+            "n_train": pool.n_patients - pool.n_val,
+            "n_val": pool.n_val,
+            "seed": pool.seed,
+        },
+    }

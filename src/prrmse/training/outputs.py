@@ -68,13 +68,13 @@ def model_record(
     final: dict[str, Any],
     extra_record: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    spec, cfg, data = session.spec, session.cfg, session.data
-    selection_record: dict[str, Any] = {"rule": cfg["selection"], "epoch": progress.best_epoch}
+    spec, settings, data = session.spec, session.settings, session.data
+    selection_record: dict[str, Any] = {"rule": settings.selection, "epoch": progress.best_epoch}
     if data.selection is not None:
         selection_record.update(
             patients=data.selection.patients,
             score=progress.best_score,
-            holdout=cfg["holdout"],
+            holdout=settings.holdout.as_record(),
         )
     return {
         "kind": "model",
@@ -90,7 +90,7 @@ def model_record(
         "best_epoch": progress.best_epoch,
         "selection": selection_record,
         "metrics": {k: v for k, v in final.items() if k != "score"},
-        "config": {"train": cfg, "network": session.network},
+        "config": {"train": settings.as_record(), "network": session.network},
         "data": {
             "dir": str(session.data_dir),
             "index_sha256": session.index_sha,
@@ -109,7 +109,7 @@ def model_record(
 
 def write_outputs(session: Session, progress: Progress, record: dict[str, Any]) -> None:
     """The model, its metrics, history and per-patient Dice, renamed into place together."""
-    spec, cfg, out_dir = session.spec, session.cfg, session.out_dir
+    spec, settings, out_dir = session.spec, session.settings, session.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     # every model writes the file, so the workflow can declare it; an auto-encoder's is empty
     patients = pd.DataFrame(columns=["patient", "class", "dice"])
@@ -120,12 +120,12 @@ def write_outputs(session: Session, progress: Progress, record: dict[str, Any]) 
             val.images,
             val.labels,
             val.index,
-            cfg["eval_batch_size"],
+            settings.eval_batch_size,
             session.device,
             session.precision,
         )
     patients_record = provenance.stamp(
-        table=f"validation Dice per patient and class of the selected model ({cfg['selection']})"
+        table=f"validation Dice per patient and class of the selected model ({settings.selection})"
         + ("" if spec.task == "seg" else " (auto-encoder: no Dice, no rows)"),
         model=spec.name,
         best_epoch=progress.best_epoch,

@@ -13,20 +13,19 @@ import torch
 from prrmse.core.naming import ModelSpec
 from prrmse.training.batches import Split, TrainData
 from prrmse.training.evaluate import validate
+from prrmse.training.settings import TrainSettings
 
 
 def evaluate_split(
-    model: torch.nn.Module, task: str, split: Split, cfg: dict[str, Any], device, precision: str
+    model: torch.nn.Module,
+    task: str,
+    split: Split,
+    eval_batch_size: int,
+    device: torch.device,
+    precision: str,
 ) -> dict:
     return validate(
-        model,
-        task,
-        split.images,
-        split.labels,
-        split.index,
-        cfg["eval_batch_size"],
-        device,
-        precision,
+        model, task, split.images, split.labels, split.index, eval_batch_size, device, precision
     )
 
 
@@ -35,8 +34,8 @@ class Session:
     """What one training run works with, set up once before its first epoch."""
 
     spec: ModelSpec
-    cfg: dict[str, Any]
-    network: dict[str, Any]
+    settings: TrainSettings
+    network: dict[str, Any]  # the config's networks entry, as prrmse.models takes it
     data_dir: Path
     out_dir: Path
     start_record: dict[str, Any]
@@ -61,7 +60,12 @@ class Session:
 
     def evaluate(self, split: Split) -> dict[str, Any]:
         return evaluate_split(
-            self.model, self.spec.task, split, self.cfg, self.device, self.precision
+            self.model,
+            self.spec.task,
+            split,
+            self.settings.eval_batch_size,
+            self.device,
+            self.precision,
         )
 
 

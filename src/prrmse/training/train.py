@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from tqdm import tqdm
@@ -38,12 +38,13 @@ from prrmse.models.tasks import task_loss
 from prrmse.training.batches import augment, epoch_order, load_train_data
 from prrmse.training.outputs import epoch_row, model_record, write_outputs
 from prrmse.training.session import Progress, Session
+from prrmse.training.settings import Selection, TrainSettings
 from prrmse.training.state import resume, run_fingerprint, save_state
 
 # Called on the fresh model before training (reuse: load source tensors, freeze some).
 ModelSetup = Callable[[torch.nn.Module], dict[str, Any]]
 OUTPUTS = ("model.safetensors", "history.csv", "metrics.json")
-SELECTIONS = ("last", "best_on_holdout")
+SELECTIONS = get_args(Selection)
 
 
 def initial_model(network: dict[str, Any], start: Start | int) -> torch.nn.Module:
@@ -58,28 +59,32 @@ def initial_model(network: dict[str, Any], start: Start | int) -> torch.nn.Modul
     return build_start(network, start)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg["optimizer"] == "sgd":
+    if settings.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
+            params,
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
         )
-    optimizer = torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam
-    return optimizer(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    optimizer = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(params, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
-def learning_rate(cfg: dict[str, Any], epoch: int) -> float:
-    progress = epoch / cfg["epochs"]
-    if cfg["schedule"] == "cosine":
-        return cfg["lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if cfg["schedule"] == "poly":
-        return cfg["lr"] * (1.0 - progress) ** 0.9
-    return cfg["lr"]
+def learning_rate(settings: TrainSettings, epoch: int) -> float:
+    progress = epoch / settings.epochs
+    if settings.schedule == "cosine":
+        return settings.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if settings.schedule == "poly":
+        return settings.lr * (1.0 - progress) ** 0.9
+    return settings.lr
 
 
 def _set_up(
     spec: ModelSpec,
-    config: dict[str, Any],
+    settings: TrainSettings,
+    network: dict[str, Any],
     data_dir: Path,
     out_dir: Path,
     threads: int | None,
@@ -88,27 +93,15 @@ def _set_up(
 ) -> Session:
     """Checks, device, data, the starting model with its setup, optimizer, fingerprint.
     The order is the random draws' order: changing it changes every trained model."""
-    cfg = config["train"]
-    if spec.network not in config["networks"]:
-        known = ", ".join(sorted(config["networks"]))
-        raise PrrmseError(
-            f"model {spec.name}", f"unknown network '{spec.network}' (config networks: {known})"
-        )
-    if cfg["selection"] not in SELECTIONS:
-        raise PrrmseError(
-            "config train.selection",
-            f"unknown {cfg['selection']!r}; valid: {', '.join(SELECTIONS)}",
-        )
-    network = config["networks"][spec.network]
     start_record = resolve_start(network, spec, shared_encoder)
     if threads:
         torch.set_num_threads(threads)
-    device = select_device(cfg["device"])
-    precision = resolve_precision(cfg["precision"], device)
+    device = select_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
-    data = load_train_data(load_processed(data_dir), spec, cfg)
-    batch = cfg["batch_size"]
+    data = load_train_data(load_processed(data_dir), spec, settings)
+    batch = settings.batch_size
     if batch > len(data.images):
         raise PrrmseError(
             data_dir,
@@ -119,16 +112,16 @@ def _set_up(
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, settings)
     scaler = grad_scaler(precision, device)
-    sections = {"train": cfg, "network": network}
+    sections = {"train": settings.as_record(), "network": network}
     index_sha = hashlib.sha256((Path(data_dir) / "index.csv").read_bytes()).hexdigest()
     fingerprint = run_fingerprint(
         spec, {**sections, "setup": setup_record, "start": start_record}, index_sha
     )
     return Session(
         spec=spec,
-        cfg=cfg,
+        settings=settings,
         network=network,
         data_dir=Path(data_dir),
         out_dir=Path(out_dir),
@@ -136,7 +129,7 @@ def _set_up(
         device=device,
         precision=precision,
         data=data,
-        steps=cfg["iterations_per_epoch"] or len(data.images) // batch,
+        steps=settings.iterations_per_epoch or len(data.images) // batch,
         model=model,
         setup_record=setup_record,
         optimizer=optimizer,
@@ -148,11 +141,11 @@ def _set_up(
 
 def _train_epoch(session: Session, epoch: int, show_bar: bool) -> tuple[float, float]:
     """One epoch of optimisation steps; (learning rate, summed loss)."""
-    spec, cfg, model, device = session.spec, session.cfg, session.model, session.device
-    data, batch = session.data, cfg["batch_size"]
+    spec, settings, model, device = session.spec, session.settings, session.model, session.device
+    data, batch = session.data, settings.batch_size
     gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch)
     torch.manual_seed(spec.seed * 1_000_003 + epoch)
-    lr = learning_rate(cfg, epoch)
+    lr = learning_rate(settings, epoch)
     for group in session.optimizer.param_groups:
         group["lr"] = lr
     model.train()
@@ -161,7 +154,7 @@ def _train_epoch(session: Session, epoch: int, show_bar: bool) -> tuple[float, f
     bar = tqdm(order, desc=f"{spec.name} epoch {epoch + 1}", leave=False, disable=not show_bar)
     for step, idx in enumerate(bar):
         images, labels = augment(
-            data.images[idx].clone(), data.labels[idx].clone(), cfg["augment"], gen
+            data.images[idx].clone(), data.labels[idx].clone(), settings.augment, gen
         )
         images, labels = images.to(device), labels.to(device)
         if device.type == "cuda":
@@ -169,7 +162,7 @@ def _train_epoch(session: Session, epoch: int, show_bar: bool) -> tuple[float, f
         session.optimizer.zero_grad(set_to_none=True)
         with autocast(session.precision, device):
             output = model(images)
-        loss = task_loss(spec.task, output, images, labels, cfg["dice_weight"])
+        loss = task_loss(spec.task, output, images, labels, settings.dice_weight)
         if not torch.isfinite(loss):
             raise PrrmseError(
                 session.out_dir,
@@ -184,11 +177,11 @@ def _train_epoch(session: Session, epoch: int, show_bar: bool) -> tuple[float, f
 
 def _end_epoch(session: Session, progress: Progress, epoch: int, lr: float, total: float) -> None:
     """Validation, selection, the history row and the resume state after an epoch."""
-    cfg, model, data = session.cfg, session.model, session.data
-    last = epoch + 1 == cfg["epochs"]
+    settings, model, data = session.settings, session.model, session.data
+    last = epoch + 1 == settings.epochs
     # the reporting set: a learning curve every val_every epochs (and the last, which
     # `selection: last` reports); never used to choose a model
-    val_every = cfg["val_every"]
+    val_every = settings.val_every
     progress.val_metrics = None
     if (val_every and (epoch + 1) % val_every == 0) or (last and not session.selecting):
         progress.val_metrics = session.evaluate(data.val)
@@ -241,7 +234,8 @@ def _final_metrics(session: Session, progress: Progress) -> dict[str, Any]:
 
 def train_model(
     spec: ModelSpec,
-    config: dict[str, Any],
+    settings: TrainSettings,
+    network: dict[str, Any],
     data_dir: Path,
     out_dir: Path,
     *,
@@ -253,12 +247,14 @@ def train_model(
 ) -> dict[str, Any]:
     """Train `spec` on the prepared dataset in `data_dir`; write OUTPUTS into `out_dir`.
 
+    `settings` is the config's `train` section (`TrainSettings.from_config`), `network` the
+    config's `networks.<spec.network>` entry, as `prrmse.models` takes it (a mapping).
     `shared_encoder` is the file a `shared` encoder start loads (`prrmse.models.start`).
     """
-    session = _set_up(spec, config, data_dir, out_dir, threads, setup, shared_encoder)
+    session = _set_up(spec, settings, network, data_dir, out_dir, threads, setup, shared_encoder)
     progress = resume(session, log)
     show_bar = sys.stderr.isatty()
-    epochs, batch = session.cfg["epochs"], session.cfg["batch_size"]
+    epochs, batch = settings.epochs, settings.batch_size
     run_began = time.perf_counter()
     for epoch in range(progress.first, epochs):
         began = time.perf_counter()

@@ -1,27 +1,23 @@
-"""Hashes as DVC records them (md5 of a file, of a folder with `.dvcignore` applied) and
-the package's resources, looked up in the installed package."""
+"""Hashes as DVC records them, computed by DVC itself, and the package's resources.
+
+`DvcHashes` opens the repository with DVC's API once per lineage: a file's md5 and a
+folder's tree hash (`<md5>.dir`) come from `dvc_data`'s `build`, with the repository's
+`.dvcignore` applied by DVC's own matcher and DVC's state database reused (a file DVC
+hashed before is not read again); a recorded folder's manifest is loaded from the DVC
+cache the repository's config names. Outside a DVC project (no `.dvc`), hashes are still
+DVC's, with `.dvcignore` still honoured; there is no cache to read manifests from.
+"""
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
-import json
-import os
-from collections.abc import Iterator
+import tempfile
+from contextlib import ExitStack
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 RESOURCE_PREFIX = "prrmse/resources/"  # how stamps name a packaged file (paper.recorded_name)
-_CHUNK = 1 << 20
-
-
-def md5_file(path: Path) -> str:
-    digest = hashlib.md5()  # noqa: S324 - DVC's content hash, not a security use
-    with open(path, "rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package_resource(name: str) -> Traversable | None:
@@ -35,63 +31,92 @@ def package_resource(name: str) -> Traversable | None:
     return resources.files("prrmse").joinpath("resources", *parts)
 
 
-def _ignore_patterns(root: Path) -> list[str]:
-    path = root / ".dvcignore"
-    if not path.is_file():
-        return []
-    lines = (line.strip() for line in path.read_text().splitlines())
-    return [
-        line for line in lines if line and not line.startswith("#") and not line.startswith("!")
-    ]
+class DvcHashes:
+    """DVC's hashes of the files of the repository at `root` (use as a context manager, or
+    call `close`)."""
 
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self._stack = ExitStack()
+        self._repo: Any = None
+        self._odb: Any = None
 
-def _ignored(rel_to_root: str, is_dir: bool, patterns: list[str]) -> bool:
-    name = rel_to_root.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        dir_only = pattern.endswith("/")
-        pat = pattern.rstrip("/")
-        if dir_only and not is_dir:
-            continue
-        if "/" in pat:
-            if fnmatch.fnmatch(rel_to_root, pat.lstrip("/")):
-                return True
-        elif fnmatch.fnmatch(name, pat):
-            return True
-    return False
+    def __enter__(self) -> DvcHashes:
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-def _walk_files(directory: Path, root: Path, patterns: list[str]) -> Iterator[Path]:
-    for current, dirs, files in os.walk(directory, followlinks=True):
-        here = Path(current)
+    def close(self) -> None:
+        self._stack.close()
+        self._repo = self._odb = None
+
+    def _open(self) -> tuple[Any, Any]:
+        if self._repo is None:
+            from dvc.repo import Repo
+            from dvc_data.hashfile.db import HashFileDB
+
+            self._repo = self._stack.enter_context(Repo(str(self.root), uninitialized=True))
+            self._odb = self._repo.cache.local
+            if self._odb is None:  # not a DVC project: a throwaway object store for `build`
+                scratch = self._stack.enter_context(tempfile.TemporaryDirectory())
+                self._odb = HashFileDB(self._repo.fs, scratch)
+        return self._repo, self._odb
+
+    def _object(self, path: Path) -> Any:
+        from dvc_data.hashfile.build import build
+
+        repo, odb = self._open()
+        _, _, obj = build(
+            odb, str(Path(path).resolve()), repo.fs, "md5", ignore=repo.dvcignore, dry_run=True
+        )
+        return obj
+
+    def md5(self, path: Path) -> str:
+        """A file's md5, or a folder's `<md5>.dir`, as dvc.lock records it."""
+        return str(self._object(path).hash_info.value)
+
+    def manifest(self, directory: Path) -> list[dict[str, str]]:
+        """[{"md5", "relpath"}] of a folder now, sorted by relpath, as DVC lists it."""
+        return _entries(self._object(directory).as_list())
+
+    def cached_manifest(self, dir_hash: str) -> list[dict[str, str]] | None:
+        """The manifest DVC stored for a recorded folder hash, if its cache holds it."""
+        from dvc_data.hashfile.hash_info import HashInfo
+        from dvc_data.hashfile.tree import Tree
+        from dvc_objects.errors import ObjectFormatError
+
+        _, odb = self._open()
+        if self._repo.cache.local is None:
+            return None
         try:
-            base = here.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            base = None
-        kept = []
-        for name in dirs:
-            rel = f"{base}/{name}" if base else name
-            if name in (".dvc", ".git") or (base is not None and _ignored(rel, True, patterns)):
-                continue
-            kept.append(name)
-        dirs[:] = kept
-        for name in files:
-            rel = f"{base}/{name}" if base else name
-            if base is not None and _ignored(rel, False, patterns):
-                continue
-            yield here / name
+            tree = Tree.load(odb, HashInfo("md5", dir_hash))
+        except (OSError, ValueError, ObjectFormatError):
+            return None
+        return _entries(tree.as_list())
 
 
-def dir_manifest(directory: Path, root: Path) -> list[dict[str, str]]:
-    """[{"md5", "relpath"}] sorted by relpath, as DVC lists a directory (honouring .dvcignore)."""
-    patterns = _ignore_patterns(root)
-    entries = [
-        {"md5": md5_file(f), "relpath": f.relative_to(directory).as_posix()}
-        for f in _walk_files(directory, root, patterns)
-    ]
-    return sorted(entries, key=lambda e: e["relpath"])
+def _entries(listed: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return sorted(
+        ({"md5": str(e["md5"]), "relpath": str(e["relpath"])} for e in listed),
+        key=lambda e: e["relpath"],
+    )
+
+
+def md5_file(path: Path) -> str:
+    """A file's md5 as DVC computes it."""
+    from dvc_data.hashfile.hash import file_md5
+
+    return str(file_md5(str(path)))
 
 
 def md5_dir(directory: Path, root: Path) -> str:
-    """DVC's directory hash: md5 of the JSON manifest, with the `.dir` suffix."""
-    manifest = json.dumps(dir_manifest(directory, root), sort_keys=True).encode()
-    return hashlib.md5(manifest).hexdigest() + ".dir"  # noqa: S324
+    """DVC's hash of a folder of the repository at `root` (`<md5>.dir`, .dvcignore applied)."""
+    with DvcHashes(root) as hashes:
+        return hashes.md5(directory)
+
+
+def dir_manifest(directory: Path, root: Path) -> list[dict[str, str]]:
+    """[{"md5", "relpath"}] of a folder of the repository at `root`, as DVC lists it."""
+    with DvcHashes(root) as hashes:
+        return hashes.manifest(directory)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from prrmse.analysis.plan import FOREGROUND, SWEEP_COLUMNS
+from prrmse.analysis.plan import SWEEP_COLUMNS
+from prrmse.analysis.plan_rules import FOREGROUND
 from prrmse.core import provenance
 from prrmse.core.errors import PrrmseError
 from prrmse.core.naming import ModelSpec
