@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 CORES ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-slow lint lock report bench
+.PHONY: venv demo test test-slow lint lock report bench bench-gpu
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ report: venv
 # Training and sweep benchmarks (~10 min on 2 idle cores): ratios, machine, threads -> results/bench.md.
 bench: venv
 	python benchmarks/summary.py --out results/bench.md
+
+# On a machine with CUDA: the paper-scale sweep and training throughput (bf16, channels_last
+# vs fp32 eager), ratios and peak memory in one run; without CUDA it says so and exits 0.
+bench-gpu: venv
+	python benchmarks/gpu.py
 
 lint: venv
 	ruff check src tests benchmarks
