@@ -15,6 +15,7 @@ from tests.data.loader_fixtures import (
     write_nifti,
     write_singular_nifti,
 )
+from tests.data.settings_fixtures import dataset as dataset_of
 
 
 @pytest.fixture
@@ -224,7 +225,7 @@ def test_missing_or_empty_set_folder(database):
 
 
 def test_patient_id_pattern_does_not_apply_to_acdc(database):
-    protocol = protocol_from_config("acdc", {"patient_id": "patient(\\d+)"})
+    protocol = protocol_from_config("acdc", dataset_of({"patient_id": "patient(\\d+)"}))
     expect_error(
         lambda: iter_slices("acdc", database, protocol),
         "config datasets.acdc.patient_id",

@@ -17,6 +17,8 @@ from tests.data.loader_fixtures import (
     write_nifti,
     write_singular_nifti,
 )
+from tests.data.settings_fixtures import dataset as dataset_of
+from tests.data.settings_fixtures import split as split_of
 
 
 def _series(n_slices, n_series):
@@ -174,7 +176,7 @@ def _pair(folder, case, offset=0.0):
 
 
 def _first_last(patients, n_train, n_val, order="natural"):
-    split = {"method": "first_last", "n_train": n_train, "n_val": n_val, "order": order}
+    split = split_of(method="first_last", n_train=n_train, n_val=n_val, order=order)
     chosen = assign_splits(dict.fromkeys(patients, ""), split, "config datasets.t1.split")
     return [p for p in chosen if chosen[p] == "train"], [p for p in chosen if chosen[p] == "val"]
 
@@ -205,7 +207,9 @@ def test_explicit_order_list(tmp_path):
 def test_id_pattern_names_the_patients(tmp_path):
     _pair(tmp_path, "T1map_P12_native", 12)
     _pair(tmp_path, "T1map_P3_native", 3)
-    protocol = protocol_from_config("t1", {"patient_id": "P(\\d+)", "expected_patients": 2})
+    protocol = protocol_from_config(
+        "t1", dataset_of({"patient_id": "P(\\d+)", "expected_patients": 2})
+    )
     records = list(iter_slices("nifti_pairs", tmp_path, protocol))
     assert [r.patient for r in records] == ["3", "12"]
     assert records[0].image_file.name == "T1map_P3_native.nii.gz"
@@ -214,7 +218,7 @@ def test_id_pattern_names_the_patients(tmp_path):
 def test_case_name_outside_the_pattern(tmp_path):
     _pair(tmp_path, "P1")
     _pair(tmp_path, "scout")
-    protocol = protocol_from_config("t1", {"patient_id": "P(\\d+)"})
+    protocol = protocol_from_config("t1", dataset_of({"patient_id": "P(\\d+)"}))
     expect_error(
         lambda: iter_nifti_pairs(tmp_path, protocol),
         tmp_path / "scout.nii.gz",
@@ -225,7 +229,7 @@ def test_case_name_outside_the_pattern(tmp_path):
 def test_two_files_of_one_patient_name_both(tmp_path):
     _pair(tmp_path, "P001_a")
     _pair(tmp_path / "more", "P1_b")
-    protocol = protocol_from_config("t1", {"patient_id": "P(\\d+)"})
+    protocol = protocol_from_config("t1", dataset_of({"patient_id": "P(\\d+)"}))
     message = expect_error(
         lambda: iter_nifti_pairs(tmp_path, protocol),
         tmp_path / "more" / "P1_b.nii.gz",
@@ -274,5 +278,7 @@ def test_patient_count_other_than_expected_names_the_root(tmp_path, expected):
 def test_protocol_keys_that_do_not_apply(tmp_path, keys, where, words):
     _pair(tmp_path, "case_1")
     expect_error(
-        lambda: iter_nifti_pairs(tmp_path, protocol_from_config("t1", keys)), where, *words
+        lambda: iter_nifti_pairs(tmp_path, protocol_from_config("t1", dataset_of(keys))),
+        where,
+        *words,
     )

@@ -14,7 +14,9 @@ from prrmse.core.errors import PrrmseError
 from prrmse.data import phantoms
 from prrmse.data.anatomy import GROUPS, draw_anatomy, slice_depths
 from prrmse.data.phantoms import inversion_times_ms, write_phantoms
+from prrmse.data.settings import AcdcPhantomSettings, T1PhantomSettings
 from prrmse.data.slice_geometry import fill_polygon, render_slice
+from tests.data.settings_fixtures import phantom
 
 SHAPE = [48, 40]
 ACDC = {
@@ -42,6 +44,7 @@ T1 = {
     "slice_thickness_mm": 8.0,
 }
 PARAMS = {"acdc": ACDC, "rvsc": RVSC, "t1": T1}
+SETTINGS = {name: phantom(name, params) for name, params in PARAMS.items()}
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -61,21 +64,35 @@ def _contour(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("phantoms")
-    for name, params in PARAMS.items():
+    for name, params in SETTINGS.items():
         write_phantoms(name, params, 7, root / name)
     return {name: root / name for name in PARAMS}
 
 
 def test_unknown_dataset_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PrrmseError, match="valid names: acdc, rvsc, t1"):
-        write_phantoms("mnms", ACDC, 0, tmp_path / "out")
+        write_phantoms("mnms", SETTINGS["acdc"], 0, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_parameter_is_refused(tmp_path: Path) -> None:
+def test_missing_parameter_is_refused() -> None:
     params = {k: v for k, v in ACDC.items() if k != "n_slices"}
-    with pytest.raises(PrrmseError, match="n_slices"):
-        write_phantoms("acdc", params, 0, tmp_path / "out")
+    with pytest.raises(PrrmseError, match="missing key n_slices") as error:
+        AcdcPhantomSettings.from_config(params, "config phantoms.acdc")
+    assert error.value.where == "config phantoms.acdc"
+
+
+def test_another_generator_s_settings_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(PrrmseError, match="needs AcdcPhantomSettings, got T1PhantomSettings"):
+        write_phantoms("acdc", SETTINGS["t1"], 0, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_settings_round_trip_the_section() -> None:
+    settings = SETTINGS["t1"]
+    assert isinstance(settings, T1PhantomSettings)
+    assert settings.shape == (48, 40) and settings.spacing_mm == (1.3, 1.6)
+    assert settings.as_record() == T1
 
 
 def test_acdc_tree_headers_and_labels(written: dict[str, Path]) -> None:
@@ -231,8 +248,8 @@ def test_t1_series(written: dict[str, Path]) -> None:
 
 @pytest.mark.parametrize("dataset", ["acdc", "rvsc", "t1"])
 def test_same_seed_same_bytes(dataset: str, written: dict[str, Path], tmp_path: Path) -> None:
-    write_phantoms(dataset, PARAMS[dataset], 7, tmp_path / "again")
-    write_phantoms(dataset, PARAMS[dataset], 8, tmp_path / "other")
+    write_phantoms(dataset, SETTINGS[dataset], 7, tmp_path / "again")
+    write_phantoms(dataset, SETTINGS[dataset], 8, tmp_path / "other")
     first, again, other = (
         _files(written[dataset]),
         _files(tmp_path / "again"),
@@ -246,7 +263,7 @@ def test_same_seed_same_bytes(dataset: str, written: dict[str, Path], tmp_path: 
 
 
 def test_patient_does_not_depend_on_patient_count(written: dict[str, Path], tmp_path: Path) -> None:
-    write_phantoms("acdc", {**ACDC, "n_patients": 1}, 7, tmp_path / "one")
+    write_phantoms("acdc", phantom("acdc", {**ACDC, "n_patients": 1}), 7, tmp_path / "one")
     alone = _files(tmp_path / "one")
     assert alone == {k: v for k, v in _files(written["acdc"]).items() if "patient001" in k}
 
@@ -257,5 +274,5 @@ def test_failure_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(phantoms, "_contour_text", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        write_phantoms("rvsc", RVSC, 7, tmp_path / "rvsc")
+        write_phantoms("rvsc", SETTINGS["rvsc"], 7, tmp_path / "rvsc")
     assert list(tmp_path.iterdir()) == []

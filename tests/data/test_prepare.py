@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -18,6 +19,9 @@ from prrmse.core.errors import PrrmseError
 from prrmse.data.phantoms import write_phantoms
 from prrmse.data.prepare import assign_splits, prepare_dataset
 from prrmse.data.processed import load_processed
+from prrmse.data.settings import dataset_settings, phantoms_settings, prepare_settings
+from tests.data.settings_fixtures import dataset as dataset_of
+from tests.data.settings_fixtures import split as split_of
 
 PHANTOMS = {
     "acdc": {"n_patients": 6, "n_slices": 3, "shape": [56, 48], "spacing_mm": [2.6, 3.2]},
@@ -60,13 +64,10 @@ def _config(raw: Path) -> dict:
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("prep")
     config = _config(root / "raw")
+    phantoms, prepare = phantoms_settings(config), prepare_settings(config)
     for name in DATASETS:
-        write_phantoms(
-            name, config["phantoms"][name], config["phantoms"]["seed"], root / "raw" / name
-        )
-        prepare_dataset(
-            name, config["datasets"][name], config["prepare"], root / "processed" / name
-        )
+        write_phantoms(name, getattr(phantoms, name), phantoms.seed, root / "raw" / name)
+        prepare_dataset(name, dataset_settings(config, name), prepare, root / "processed" / name)
     return root, config
 
 
@@ -103,19 +104,28 @@ def test_series_and_phases_are_indexed(prepared):
 
 def test_same_seed_same_bytes(prepared, tmp_path):
     root, config = prepared
-    prepare_dataset("acdc", config["datasets"]["acdc"], config["prepare"], tmp_path / "again")
+    acdc, prepare = dataset_settings(config, "acdc"), prepare_settings(config)
+    prepare_dataset("acdc", acdc, prepare, tmp_path / "again")
     for name in ("images.npy", "labels.npy", "index.csv"):
         assert _sha(tmp_path / "again" / name) == _sha(root / "processed" / "acdc" / name)
 
 
 def test_random_split_is_by_patient_and_seeded():
     patients = {f"patient{i:03d}": "training" for i in range(10)}
-    split = {"method": "random", "n_train": 5, "n_val": 5, "seed": 1}
+    split = split_of(method="random", n_train=5, n_val=5, seed=1)
     first, second = assign_splits(patients, split, "s"), assign_splits(patients, split, "s")
     assert first == second and sum(v == "train" for v in first.values()) == 5
-    assert first != assign_splits(patients, {**split, "seed": 2}, "s")
+    assert first != assign_splits(patients, dataclasses.replace(split, seed=2), "s")
     with pytest.raises(PrrmseError, match="only 10 were found"):
-        assign_splits(patients, {**split, "n_train": 8}, "s")
+        assign_splits(patients, dataclasses.replace(split, n_train=8), "s")
+
+
+def test_a_count_split_without_its_counts_is_refused():
+    patients = {f"patient{i:03d}": "training" for i in range(4)}
+    split = split_of(method="first_last", n_train=2)
+    assert split.n_val is None and "n_val" not in split.as_record()
+    with pytest.raises(PrrmseError, match="split method 'first_last' needs n_train and n_val"):
+        assign_splits(patients, split, "s")
 
 
 def test_phantoms_meet_the_paper_protocol_keys(prepared, tmp_path):
@@ -123,20 +133,25 @@ def test_phantoms_meet_the_paper_protocol_keys(prepared, tmp_path):
     protocol keys of config/paper.yaml apply to them unchanged."""
     root, config = prepared
     dataset = {**config["datasets"]["acdc"], "sets": ["training"], "expected_patients": 6}
-    summary = prepare_dataset("acdc", dataset, config["prepare"], tmp_path / "ok")
+    summary = prepare_dataset(
+        "acdc", dataset_of(dataset), prepare_settings(config), tmp_path / "ok"
+    )
     assert summary["patients"] == {"train": 4, "val": 2}
     rvsc = {
         **config["datasets"]["rvsc"],
         "sets": ["TrainingSet", "Test1Set"],
         "expected_patients": 5,
     }
-    prepare_dataset("rvsc", rvsc, config["prepare"], tmp_path / "rvsc")
+    prepare_dataset("rvsc", dataset_of(rvsc), prepare_settings(config), tmp_path / "rvsc")
     with pytest.raises(
         PrrmseError,
         match="6 patientNNN folders found in training, but datasets.acdc.expected_patients is 100",
     ):
         prepare_dataset(
-            "acdc", {**dataset, "expected_patients": 100}, config["prepare"], tmp_path / "out"
+            "acdc",
+            dataset_of({**dataset, "expected_patients": 100}),
+            prepare_settings(config),
+            tmp_path / "out",
         )
     assert not (tmp_path / "out").exists()
 
@@ -152,7 +167,7 @@ def test_first_last_cuts_the_natural_order(prepared, tmp_path):
             name = f"case_{2 * number if number > 1 else 1}{suffix}"  # case_1, 4, 6, 8, 10
             (raw / name).write_bytes((source / f"patient{number:03d}{suffix}").read_bytes())
     dataset = {**config["datasets"]["t1"], "root": str(raw), "expected_patients": 5}
-    prepare_dataset("t1", dataset, config["prepare"], tmp_path / "out")
+    prepare_dataset("t1", dataset_of(dataset), prepare_settings(config), tmp_path / "out")
     index = load_processed(tmp_path / "out").index
     assert sorted(index.loc[index.split == "train", "patient"].unique()) == [
         "case_1",
@@ -166,7 +181,7 @@ def test_label_outside_label_map_is_refused(prepared, tmp_path):
     _, config = prepared
     dataset = {**config["datasets"]["acdc"], "label_map": {0: 0, 1: 1, 2: 2}}
     with pytest.raises(PrrmseError, match=r"label values \[3\] are not in the label map"):
-        prepare_dataset("acdc", dataset, config["prepare"], tmp_path / "out")
+        prepare_dataset("acdc", dataset_of(dataset), prepare_settings(config), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -177,7 +192,7 @@ def test_empty_split_after_filtering_is_refused(prepared, tmp_path):
         "split": {"method": "folder", "train_folder": "TrainingSet", "val_folder": "Test2Set"},
     }
     with pytest.raises(PrrmseError, match="split 'val' is empty"):
-        prepare_dataset("rvsc", dataset, config["prepare"], tmp_path / "out")
+        prepare_dataset("rvsc", dataset_of(dataset), prepare_settings(config), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -200,7 +215,7 @@ def test_nan_in_image_is_refused(prepared, tmp_path):
         "split": {"method": "first_last", "n_train": 1, "n_val": 1},
     }
     with pytest.raises(PrrmseError, match="NaN"):
-        prepare_dataset("t1", dataset, config["prepare"], tmp_path / "out")
+        prepare_dataset("t1", dataset_of(dataset), prepare_settings(config), tmp_path / "out")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

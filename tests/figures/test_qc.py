@@ -15,6 +15,7 @@ from prrmse.core.config import validate_config
 from prrmse.data.phantoms import write_phantoms
 from prrmse.data.prepare import prepare_dataset
 from prrmse.data.processed import load_processed
+from prrmse.data.settings import dataset_settings, phantoms_settings, prepare_settings
 from prrmse.figures.qc import class_counts, run_qc, sample_rows
 from prrmse.figures.saving import read_figure_provenance
 
@@ -47,8 +48,10 @@ def prepared(tmp_path_factory):
     config = validate_config(
         {**CONFIG, "datasets": {"t1": {**CONFIG["datasets"]["t1"], "root": str(root / "raw")}}}
     )
-    write_phantoms("t1", config["phantoms"]["t1"], config["phantoms"]["seed"], root / "raw")
-    prepare_dataset("t1", config["datasets"]["t1"], config["prepare"], root / "processed")
+    phantoms = phantoms_settings(config)
+    write_phantoms("t1", phantoms.t1, phantoms.seed, root / "raw")
+    t1, prepare = dataset_settings(config, "t1"), prepare_settings(config)
+    prepare_dataset("t1", t1, prepare, root / "processed")
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return root, path

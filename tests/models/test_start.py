@@ -15,6 +15,7 @@ from prrmse.core.config import validate_config
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import sha256_file
 from prrmse.core.naming import parse_model_name
+from prrmse.data.settings import phantoms_settings, prepare_settings
 from prrmse.models.checkpoint import load_model, load_tensors
 from prrmse.models.registry import build_model
 from prrmse.models.start import legacy_start, model_identity, resolve_start, start_seed
@@ -63,8 +64,8 @@ def make_encoder(config: dict, out: Path, network: str = "pspnet") -> dict:
         network_entry(config, network, f"network {network}"),
         out,
         train=train_settings(config),
-        phantoms=config["phantoms"],
-        prepare=config["prepare"],
+        phantoms=phantoms_settings(config),
+        prepare=prepare_settings(config),
         log=lambda _: None,
     )
 

@@ -23,6 +23,7 @@ from prrmse.core.config import validate_config
 from prrmse.core.naming import parse_model_name
 from prrmse.data.phantoms import write_phantoms
 from prrmse.data.prepare import prepare_dataset
+from prrmse.data.settings import dataset_settings, phantoms_settings, prepare_settings
 from prrmse.models.checkpoint import load_tensors, save_tensors
 from prrmse.models.registry import build_model
 from prrmse.training.settings import train_settings
@@ -151,11 +152,12 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     root = tmp_path_factory.mktemp("reliability")
     raw = root / "raw"
     config = validate_config(config_dict(raw))
+    phantoms = phantoms_settings(config)
     for name in DATASETS:
-        write_phantoms(name, config["phantoms"][name], config["phantoms"]["seed"], raw / name)
+        write_phantoms(name, getattr(phantoms, name), phantoms.seed, raw / name)
     config_path = write_config(root / "config.yaml", config_dict(raw))
     processed = root / "processed" / "acdc"
-    prepare_dataset("acdc", config["datasets"]["acdc"], config["prepare"], processed)
+    prepare_dataset("acdc", dataset_settings(config, "acdc"), prepare_settings(config), processed)
     quiet = lambda _line: None  # noqa: E731
     models = root / "models"
     train_model(

@@ -13,24 +13,27 @@ from prrmse.core.errors import PrrmseError
 def _run_phantoms(args: argparse.Namespace) -> None:
     from prrmse.core.config import load_config
     from prrmse.data.phantoms import write_phantoms
+    from prrmse.data.settings import phantoms_settings
 
     config = load_config(args.config)
-    phantoms = config["phantoms"]
     if args.dataset not in ("acdc", "rvsc", "t1"):
         raise PrrmseError(
             args.config, f"no phantom generator for '{args.dataset}' (valid: acdc, rvsc, t1)"
         )
-    write_phantoms(args.dataset, phantoms[args.dataset], phantoms["seed"], args.out)
+    phantoms = phantoms_settings(config, str(args.config))
+    write_phantoms(args.dataset, getattr(phantoms, args.dataset), phantoms.seed, args.out)
     print(f"phantoms {args.dataset}: written to {args.out}")
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
-    from prrmse.core.config import dataset_config, load_config
+    from prrmse.core.config import load_config
     from prrmse.data.prepare import prepare_dataset
+    from prrmse.data.settings import dataset_settings, prepare_settings
 
     config = load_config(args.config)
-    dataset = dataset_config(config, args.dataset, args.config)
-    summary = prepare_dataset(args.dataset, dataset, config["prepare"], args.out)
+    source = str(args.config)
+    dataset = dataset_settings(config, args.dataset, source)
+    summary = prepare_dataset(args.dataset, dataset, prepare_settings(config, source), args.out)
     print(
         f"prepare {args.dataset}: {summary['slices']['train']} train / {summary['slices']['val']} val "
         f"slices from {summary['patients']['train']} / {summary['patients']['val']} patients -> {args.out}"

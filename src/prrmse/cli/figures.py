@@ -11,11 +11,13 @@ from prrmse.cli.common import config_arg, flag
 
 def _run_qc(args: argparse.Namespace) -> None:
     from prrmse.core.config import dataset_config, load_config
+    from prrmse.data.settings import qc_settings
     from prrmse.figures.qc import run_qc
 
     config = load_config(args.config)
     dataset_config(config, args.dataset, args.config)
-    png, _ = run_qc(args.data, args.out, args.dataset, config["qc"]["slices_per_split"])
+    qc = qc_settings(config, str(args.config))
+    png, _ = run_qc(args.data, args.out, args.dataset, qc.slices_per_split)
     print(f"qc {args.dataset}: montage of {args.data} -> {png}")
 
 

@@ -43,6 +43,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def _run_encoder(args: argparse.Namespace) -> None:
     from prrmse.core.config import load_config
+    from prrmse.data.settings import phantoms_settings, prepare_settings
     from prrmse.training.encoder import make_shared_encoder
     from prrmse.training.settings import encoder_settings, network_entry, train_settings
 
@@ -61,8 +62,8 @@ def _run_encoder(args: argparse.Namespace) -> None:
         network,
         args.out,
         train=train,
-        phantoms=config["phantoms"],
-        prepare=config["prepare"],
+        phantoms=phantoms_settings(config, source),
+        prepare=prepare_settings(config, source),
         threads=args.threads,
     )
 

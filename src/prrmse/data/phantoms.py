@@ -29,6 +29,12 @@ from scipy.ndimage import gaussian_filter
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import atomic_path
 from prrmse.data.anatomy import PatientAnatomy, contraction_at, draw_anatomy, slice_depths
+from prrmse.data.settings import (
+    AcdcPhantomSettings,
+    PhantomParams,
+    RvscPhantomSettings,
+    T1PhantomSettings,
+)
 from prrmse.data.slice_geometry import SliceGeometry, Tissue, render_slice
 
 # bSSFP signal per tissue (blood bright, myocardium dark, lungs and air dark), by Tissue code.
@@ -92,20 +98,20 @@ def _geometry(
     return [render_slice(a, shape, float(d), contraction) for d in depths]
 
 
-def _shape(params: dict[str, Any]) -> tuple[int, int]:
-    return int(params["shape"][0]), int(params["shape"][1])
+def _shape(params: PhantomParams) -> tuple[int, int]:
+    return int(params.shape[0]), int(params.shape[1])
 
 
-def _write_acdc(params: dict[str, Any], seed: int, out: Path) -> None:
+def _write_acdc(params: AcdcPhantomSettings, seed: int, out: Path) -> None:
     """ACDC training layout: Info.cfg plus ED/ES volumes and labels per patient.
 
     The 4D cine (patientNNN_4d.nii.gz) is not written: no loader reads it.
     """
-    shape, depths = _shape(params), slice_depths(int(params["n_slices"]))
-    thickness = float(params["slice_thickness_mm"])
-    for number in range(1, int(params["n_patients"]) + 1):
+    shape, depths = _shape(params), slice_depths(int(params.n_slices))
+    thickness = float(params.slice_thickness_mm)
+    for number in range(1, int(params.n_patients) + 1):
         rng = _patient_rng(seed, "acdc", number, 0)
-        anatomy = draw_anatomy(rng, shape, tuple(params["spacing_mm"]))
+        anatomy = draw_anatomy(rng, shape, params.spacing_mm)
         n_frames = int(rng.integers(12, 36))
         es = int(np.clip(round(n_frames * rng.uniform(0.3, 0.45)) + 1, 8, n_frames))
         height, weight = rng.uniform(150, 195), rng.uniform(50, 110)
@@ -162,13 +168,13 @@ def _contour_text(polygon: np.ndarray) -> str:
 
 
 def _write_rvsc_patient(
-    params: dict[str, Any], seed: int, number: int, set_dir: Path, contour_dir: Path
+    params: RvscPhantomSettings, seed: int, number: int, set_dir: Path, contour_dir: Path
 ) -> None:
     """One RVSC patient: every phase of every slice as DICOM, ED and ES contours."""
-    shape, depths = _shape(params), slice_depths(int(params["n_slices"]))
-    n_phases, thickness = int(params["n_phases"]), float(params["slice_thickness_mm"])
+    shape, depths = _shape(params), slice_depths(int(params.n_slices))
+    n_phases, thickness = int(params.n_phases), float(params.slice_thickness_mm)
     rng = _patient_rng(seed, "rvsc", number, 0)
-    anatomy = draw_anatomy(rng, shape, tuple(params["spacing_mm"]))
+    anatomy = draw_anatomy(rng, shape, params.spacing_mm)
     es = int(np.clip(round(n_phases * rng.uniform(0.35, 0.45)), 1, n_phases - 1))
     blood = rng.uniform(1200, 2000)
     rr_ms = rng.uniform(700, 1100)
@@ -216,9 +222,9 @@ def _write_rvsc_patient(
     (patient_dir / f"{name}list.txt").write_text("".join(f"{line}\n" for line in listed))
 
 
-def _write_rvsc(params: dict[str, Any], seed: int, out: Path) -> None:
+def _write_rvsc(params: RvscPhantomSettings, seed: int, out: Path) -> None:
     """RVSC layout: TrainingSet with contours beside the DICOMs, Test1Set with them apart."""
-    n_train, n_test = int(params["n_train"]), int(params["n_test1"])
+    n_train, n_test = int(params.n_train), int(params.n_test1)
     for number in range(1, n_train + n_test + 1):
         name = f"P{number:02d}contours-manual"
         if number <= n_train:
@@ -234,15 +240,15 @@ def inversion_times_ms(n_ti: int) -> list[float]:
     return [float(t) for t in np.rint(np.geomspace(100.0, 3500.0, n_ti))]
 
 
-def _write_t1(params: dict[str, Any], seed: int, out: Path) -> None:
+def _write_t1(params: T1PhantomSettings, seed: int, out: Path) -> None:
     """Paired NIfTI: patientNNN.nii.gz (rows, cols, slices, TI) + patientNNN_gt.nii.gz."""
-    shape, depths = _shape(params), slice_depths(int(params["n_slices"]))
-    thickness = float(params["slice_thickness_mm"])
-    times = np.asarray(inversion_times_ms(int(params["n_ti"])), dtype=np.float32)
+    shape, depths = _shape(params), slice_depths(int(params.n_slices))
+    thickness = float(params.slice_thickness_mm)
+    times = np.asarray(inversion_times_ms(int(params.n_ti)), dtype=np.float32)
     (out / "inversion_times.json").write_text(json.dumps(times.tolist()) + "\n")
-    for number in range(1, int(params["n_patients"]) + 1):
+    for number in range(1, int(params.n_patients) + 1):
         rng = _patient_rng(seed, "t1", number, 0)
-        anatomy = draw_anatomy(rng, shape, tuple(params["spacing_mm"]))
+        anatomy = draw_anatomy(rng, shape, params.spacing_mm)
         # T1 maps are acquired in mid-diastole: little contraction.
         geometry = _geometry(anatomy, shape, depths, float(rng.uniform(0.0, 0.15)))
         tissue = np.stack([g.tissue for g in geometry])
@@ -264,31 +270,28 @@ def _write_t1(params: dict[str, Any], seed: int, out: Path) -> None:
         Path(f"{stem}_gt.nii.gz").write_bytes(_nifti_bytes(myocardium, zooms))
 
 
-_COMMON = ("n_slices", "shape", "spacing_mm", "slice_thickness_mm")
-_PARAMETERS = {
-    "acdc": ("n_patients", *_COMMON),
-    "rvsc": ("n_train", "n_test1", "n_phases", *_COMMON),
-    "t1": ("n_patients", "n_ti", *_COMMON),
-}
-_WRITERS: dict[str, Callable[[dict[str, Any], int, Path], None]] = {
-    "acdc": _write_acdc,
-    "rvsc": _write_rvsc,
-    "t1": _write_t1,
+_WRITERS: dict[str, tuple[type[PhantomParams], Callable[[Any, int, Path], None]]] = {
+    "acdc": (AcdcPhantomSettings, _write_acdc),
+    "rvsc": (RvscPhantomSettings, _write_rvsc),
+    "t1": (T1PhantomSettings, _write_t1),
 }
 
 
-def write_phantoms(dataset: str, params: dict[str, Any], seed: int, out: Path) -> None:
+def write_phantoms(dataset: str, params: PhantomParams, seed: int, out: Path) -> None:
     """Write the phantoms of `dataset` (acdc, rvsc or t1) under `out`, all or nothing.
 
-    `params` is the config section `phantoms.<dataset>` with the schema's defaults filled.
+    `params` are the settings of the config section `phantoms.<dataset>`
+    (`prrmse.data.settings`, e.g. `AcdcPhantomSettings` for acdc).
     """
     if dataset not in _WRITERS:
         raise PrrmseError(
             "phantoms", f"unknown dataset {dataset!r}; valid names: {', '.join(_WRITERS)}"
         )
-    missing = [key for key in _PARAMETERS[dataset] if key not in params]
-    if missing:
-        raise PrrmseError(f"phantoms.{dataset}", f"missing parameters: {', '.join(missing)}")
+    kind, writer = _WRITERS[dataset]
+    if not isinstance(params, kind):
+        raise PrrmseError(
+            f"phantoms.{dataset}", f"needs {kind.__name__}, got {type(params).__name__}"
+        )
     with atomic_path(Path(out)) as temp:
         temp.mkdir()
-        _WRITERS[dataset](params, seed, temp)
+        writer(params, seed, temp)

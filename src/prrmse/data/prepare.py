@@ -9,7 +9,7 @@ Output folder (written atomically):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from prrmse.core.io import atomic_path, sha256_file, write_json_atomic
 from prrmse.data.loaders import iter_slices
 from prrmse.data.protocol import explicit_order, natural_sorted, protocol_from_config
 from prrmse.data.records import RawSlice
+from prrmse.data.settings import DatasetSettings, PrepareSettings, SplitSettings
 
 INDEX_COLUMNS = [
     "row",
@@ -39,7 +40,7 @@ INDEX_COLUMNS = [
 ]
 
 
-def map_labels(label: np.ndarray, label_map: dict[Any, int], source: Path) -> np.ndarray:
+def map_labels(label: np.ndarray, label_map: Mapping[Any, int], source: Path) -> np.ndarray:
     """Map raw label values to the shared space; a value missing from the map is an error."""
     lookup = {int(key): int(value) for key, value in label_map.items()}
     values = np.unique(label)
@@ -94,27 +95,29 @@ def normalize(image: np.ndarray, method: str) -> np.ndarray:
     return ((image - low) / (high - low) if high > low else image - low).astype(np.float32)
 
 
-def preprocess_slice(record: RawSlice, label_map: dict, settings: dict[str, Any]):
+def preprocess_slice(
+    record: RawSlice, label_map: Mapping[Any, int], settings: PrepareSettings
+) -> tuple[np.ndarray, np.ndarray]:
     if not np.all(np.isfinite(record.image)):
         raise PrrmseError(record.image_file, "image contains NaN or Inf")
     label = map_labels(record.label, label_map, record.label_file)
     image, label = resample(
-        record.image.astype(np.float32), label, record.spacing, settings["spacing_mm"]
+        record.image.astype(np.float32), label, record.spacing, settings.spacing_mm
     )
-    shape = tuple(settings["shape"])
+    shape = settings.shape
     # statistics of the field of view the network sees, not of the whole raw slice
-    image = normalize(crop_or_pad(image, shape), settings["normalize"])
+    image = normalize(crop_or_pad(image, shape), settings.normalize)
     return image, crop_or_pad(label, shape)
 
 
-def assign_splits(patients: dict[str, str], split: dict[str, Any], source: str) -> dict[str, str]:
+def assign_splits(patients: dict[str, str], split: SplitSettings, source: str) -> dict[str, str]:
     """patient -> 'train' | 'val' for patients in a split; others are left out.
 
     `patients` maps each patient ID to its set folder. The patient order that first_last
     cuts (and random permutes) is `split.order`: natural (IDs compared with digit runs as
     numbers, `case_2` before `case_10`) or an explicit list of every ID.
     """
-    order = split.get("order", "natural")
+    order = split.order
     if isinstance(order, str):
         if order != "natural":
             raise PrrmseError(
@@ -123,11 +126,11 @@ def assign_splits(patients: dict[str, str], split: dict[str, Any], source: str) 
         names = natural_sorted(patients)
     else:
         names = explicit_order(patients, order, f"{source}.order")
-    method = split["method"]
+    method = split.method
     if method == "folder":
-        wanted = {split["train_folder"]: "train", split["val_folder"]: "val"}
+        wanted = {split.train_folder: "train", split.val_folder: "val"}
         return {p: wanted[g] for p, g in patients.items() if g in wanted}
-    n_train, n_val = split.get("n_train"), split.get("n_val")
+    n_train, n_val = split.n_train, split.n_val
     if n_train is None or n_val is None:
         raise PrrmseError(source, f"split method '{method}' needs n_train and n_val")
     if n_train + n_val > len(names):
@@ -136,7 +139,7 @@ def assign_splits(patients: dict[str, str], split: dict[str, Any], source: str) 
             f"split asks for {n_train} train + {n_val} val patients but only {len(names)} were found",
         )
     if method == "random":
-        order = np.random.default_rng(split["seed"]).permutation(len(names))
+        order = np.random.default_rng(split.seed).permutation(len(names))
         names = [names[i] for i in order]
         chosen = {p: "train" for p in names[:n_train]}
         chosen.update({p: "val" for p in names[n_train : n_train + n_val]})
@@ -152,13 +155,13 @@ def _hash_cached(path: Path, cache: dict[Path, str]) -> str:
     return cache[path]
 
 
-def _collect(records: Iterable[RawSlice], label_map: dict, settings: dict[str, Any]):
+def _collect(records: Iterable[RawSlice], label_map: Mapping[Any, int], settings: PrepareSettings):
     images, labels, rows, groups = [], [], [], {}
     hashes: dict[Path, str] = {}
     for record in records:
         image, label = preprocess_slice(record, label_map, settings)
         groups.setdefault(record.patient, record.group)
-        if not settings["include_empty"] and not label.any():
+        if not settings.include_empty and not label.any():
             continue
         images.append(image)
         labels.append(label)
@@ -179,13 +182,14 @@ def _collect(records: Iterable[RawSlice], label_map: dict, settings: dict[str, A
 
 
 def prepare_dataset(
-    name: str, dataset: dict[str, Any], settings: dict[str, Any], out: Path
+    name: str, dataset: DatasetSettings, settings: PrepareSettings, out: Path
 ) -> dict[str, Any]:
-    """Preprocess one dataset into `out`; return the summary written to meta.json."""
-    root = Path(dataset["root"])
-    records = iter_slices(dataset["format"], root, protocol_from_config(name, dataset))
-    images, labels, rows, groups = _collect(records, dataset["label_map"], settings)
-    split_of = assign_splits(groups, dataset["split"], f"config datasets.{name}.split")
+    """Preprocess one dataset into `out`; return the summary written to meta.json, whose
+    provenance holds the two sections (`as_record()`)."""
+    root = Path(dataset.root)
+    records = iter_slices(dataset.format, root, protocol_from_config(name, dataset))
+    images, labels, rows, groups = _collect(records, dataset.label_map, settings)
+    split_of = assign_splits(groups, dataset.split, f"config datasets.{name}.split")
     keep = [i for i, row in enumerate(rows) if row["patient"] in split_of]
     index = pd.DataFrame([rows[i] for i in keep])
     for split in ("train", "val"):
@@ -197,7 +201,7 @@ def prepare_dataset(
     label_array = np.stack([labels[i] for i in keep])
     summary = {
         "dataset": name,
-        "format": dataset["format"],
+        "format": dataset.format,
         "root": str(root),
         "n_slices": int(len(index)),
         "shape": list(image_array.shape[1:]),
@@ -206,7 +210,9 @@ def prepare_dataset(
         },
         "slices": {s: int((index.split == s).sum()) for s in ("train", "val")},
         "label_counts": {str(c): int((label_array == c).sum()) for c in range(4)},
-        "provenance": provenance.stamp(config={"dataset": dataset, "prepare": settings}),
+        "provenance": provenance.stamp(
+            config={"dataset": dataset.as_record(), "prepare": settings.as_record()}
+        ),
     }
     with atomic_path(out) as temp:
         temp.mkdir()

@@ -23,9 +23,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from prrmse.core.errors import PrrmseError
+from prrmse.data.settings import DatasetSettings
 
 _DIGITS = re.compile(r"([0-9]+)")
 NaturalKey = tuple[tuple[int, int | str], ...]
@@ -57,11 +57,11 @@ class Protocol:
     where: str = "config"
 
 
-def protocol_from_config(name: str, dataset: dict[str, Any]) -> Protocol:
-    """The protocol keys of `datasets.<name>` (absent keys: no restriction)."""
+def protocol_from_config(name: str, dataset: DatasetSettings) -> Protocol:
+    """The protocol keys of `datasets.<name>` (null keys: no restriction)."""
     where = f"datasets.{name}"
-    sets = dataset.get("sets")
-    pattern = dataset.get("patient_id")
+    sets = dataset.sets
+    pattern = dataset.patient_id
     compiled = None
     if pattern is not None:
         try:
@@ -76,8 +76,8 @@ def protocol_from_config(name: str, dataset: dict[str, Any]) -> Protocol:
                 f"{pattern!r} has {compiled.groups} groups; use one (the ID) or none",
             )
     return Protocol(
-        sets=tuple(sets) if sets is not None else None,
-        expected_patients=dataset.get("expected_patients"),
+        sets=sets,
+        expected_patients=dataset.expected_patients,
         patient_id=compiled,
         where=where,
     )

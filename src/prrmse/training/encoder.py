@@ -32,8 +32,15 @@ from typing import Any, get_args
 from prrmse.core import provenance
 from prrmse.core.errors import PrrmseError
 from prrmse.core.naming import ModelSpec
+from prrmse.core.settings import FrozenMap
 from prrmse.data.phantoms import write_phantoms
 from prrmse.data.prepare import prepare_dataset
+from prrmse.data.settings import (
+    DatasetSettings,
+    PhantomsSettings,
+    PrepareSettings,
+    SplitSettings,
+)
 from prrmse.models.checkpoint import load_tensors, prefixed, save_tensors
 from prrmse.models.start import ENCODER_MODULE, legacy_start, start_seed
 from prrmse.models.start_model import build_start
@@ -59,8 +66,8 @@ def make_shared_encoder(
     out: Path,
     *,
     train: TrainSettings,
-    phantoms: dict[str, Any],
-    prepare: dict[str, Any],
+    phantoms: PhantomsSettings,
+    prepare: PrepareSettings,
     threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -69,7 +76,7 @@ def make_shared_encoder(
     `recipe` is the config's `encoders.<network_name>` (`EncoderSettings.from_config`),
     `network` its `networks.<network_name>` entry; a pretext recipe also trains with
     `train` (the `train` section) on a pool made with the `phantoms` and `prepare`
-    sections (mappings, as `prrmse.data` takes them).
+    sections (`prrmse.data.settings`).
     """
     network = encoder_network(network)
     out = Path(out)
@@ -114,8 +121,8 @@ def _pretext(
     recipe: EncoderSettings,
     network: dict[str, Any],
     train: TrainSettings,
-    phantoms: dict[str, Any],
-    prepare: dict[str, Any],
+    phantoms: PhantomsSettings,
+    prepare: PrepareSettings,
     out: Path,
     threads: int | None,
     log: Callable[[str], None],
@@ -123,8 +130,7 @@ def _pretext(
     """Train a model of the network on the pretext pool; its encoder and what made it."""
     pool = recipe.pool
     _check_pool(network_name, recipe, phantoms)
-    phantom = {**phantoms["acdc"], "n_patients": pool.n_patients}
-    dataset = _pool_dataset(recipe)
+    phantom = dataclasses.replace(phantoms.acdc, n_patients=pool.n_patients)
     overrides = {
         key: getattr(recipe, key)
         for key in ("epochs", "iterations_per_epoch", "lr")
@@ -135,7 +141,8 @@ def _pretext(
     with _pool_folder(out) as temp:
         raw, processed = temp / "raw", temp / "processed"
         write_phantoms("acdc", phantom, pool.seed, raw)
-        summary = prepare_dataset(POOL_DATASET, {**dataset, "root": str(raw)}, prepare, processed)
+        dataset = _pool_dataset(recipe, raw)
+        summary = prepare_dataset(POOL_DATASET, dataset, prepare, processed)
         log(f"encoder {network_name}: pool of {summary['n_slices']} slices, training {spec.name}")
         record = train_model(
             spec,
@@ -150,9 +157,9 @@ def _pretext(
     made = {
         "recipe": "pretext",
         "pool": {
-            "phantoms": phantom,
+            "phantoms": phantom.as_record(),
             "seed": pool.seed,
-            "split": dataset["split"],
+            "split": {key: getattr(dataset.split, key) for key in _POOL_SPLIT_KEYS},
             "slices": summary["slices"],
             "index_sha256": record["data"]["index_sha256"],
         },
@@ -178,10 +185,10 @@ def _pool_folder(out: Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _check_pool(network_name: str, recipe: EncoderSettings, phantoms: dict[str, Any]) -> None:
+def _check_pool(network_name: str, recipe: EncoderSettings, phantoms: PhantomsSettings) -> None:
     """The pool's seed apart from the datasets', and a patient left to train on."""
     pool = recipe.pool
-    if pool.seed == phantoms["seed"]:
+    if pool.seed == phantoms.seed:
         raise PrrmseError(
             f"config encoders.{network_name}.pool.seed",
             "equals phantoms.seed: the pool would repeat the datasets' patients",
@@ -192,16 +199,29 @@ def _check_pool(network_name: str, recipe: EncoderSettings, phantoms: dict[str, 
         )
 
 
-def _pool_dataset(recipe: EncoderSettings) -> dict[str, Any]:
-    """The pool's dataset entry (ACDC format, labels kept, a random split by the pool's seed)."""
+# the split keys the pool's record holds: those its random split reads, but the order
+_POOL_SPLIT_KEYS = ("method", "n_train", "n_val", "seed")
+
+
+def _pool_dataset(recipe: EncoderSettings, root: Path) -> DatasetSettings:
+    """The pool's dataset entry (ACDC format under `root`, every patient, labels kept, a
+    random split by the pool's seed in natural order; the folder keys are the schema's
+    defaults, unread by a random split)."""
     pool = recipe.pool
-    return {
-        "format": "acdc",
-        "label_map": {0: 0, 1: 1, 2: 2, 3: 3},
-        "split": {
-            "method": "random",
-            "n_train": pool.n_patients - pool.n_val,
-            "n_val": pool.n_val,
-            "seed": pool.seed,
-        },
-    }
+    return DatasetSettings(
+        format="acdc",
+        root=str(root),
+        sets=None,
+        expected_patients=None,
+        patient_id=None,
+        label_map=FrozenMap({0: 0, 1: 1, 2: 2, 3: 3}),
+        split=SplitSettings(
+            method="random",
+            n_train=pool.n_patients - pool.n_val,
+            n_val=pool.n_val,
+            seed=pool.seed,
+            train_folder="TrainingSet",
+            val_folder="Test1Set",
+            order="natural",
+        ),
+    )
