@@ -32,11 +32,11 @@ from prrmse.core.provenance import code_version, cpu_model
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
 
-# the demo's sizes (48 x 48, 20 iterations an epoch, 100 validation images): a few minutes
-# together on 2 idle cores; with fewer iterations the per-epoch checkpoint and validation
-# dominate and the training ratio says little. --quick: a smoke run
+# training at the demo's sizes (the config's epochs, iterations, shape and batch): with fewer
+# steps the one-off set-up dominates and the ratio says little; the sweep at 48 x 48 and 100
+# validation images. About 10 minutes together on 2 idle cores. --quick: a smoke run
 FULL_ARGS = {
-    "train": ["--epochs", "3", "--iterations", "20", "--repeats", "3"],
+    "train": ["--repeats", "3"],
     "sweep": ["--size", "48", "--n-images", "100"],
 }
 QUICK_ARGS = {

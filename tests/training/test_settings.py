@@ -153,7 +153,9 @@ def test_the_verbs_build_the_settings_and_records_hold_the_config_sections(tiny_
     config = load_config(path)
 
     def args(**kwargs):
-        return argparse.Namespace(config=path, threads=None, shared_encoder=None, **kwargs)
+        return argparse.Namespace(
+            config=path, threads=None, shared_encoder=None, resume_every=60.0, **kwargs
+        )
 
     _run_train(args(model="unet-seg-acdc-s1", data=tiny_data, out=tmp_path / "m"))
     _, record = load_tensors(tmp_path / "m" / "model.safetensors")

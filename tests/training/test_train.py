@@ -221,6 +221,8 @@ def test_killed_training_resumes_to_the_same_bytes(tiny_data, tmp_path):
             str(out),
             "--threads",
             "1",
+            "--resume-every",
+            "0",
         ]
 
     reference = tmp_path / "reference"
@@ -244,6 +246,29 @@ def test_killed_training_resumes_to_the_same_bytes(tiny_data, tmp_path):
         assert (killed / name).read_bytes() == (reference / name).read_bytes(), name
 
 
+def test_resume_state_interval_leaves_the_outputs_unchanged(
+    tiny_config, tiny_data, tmp_path, monkeypatch
+):
+    import prrmse.training.train
+
+    tiny_config["train"]["epochs"] = 4
+    writes = []
+    real_save = prrmse.training.train.save_state
+
+    def counted(path, *args):
+        writes.append(args[-1]["epoch"])
+        real_save(path, *args)
+
+    monkeypatch.setattr(prrmse.training.train, "save_state", counted)
+    _train(tiny_config, tiny_data, tmp_path / "every", resume_every_s=0)
+    assert writes == [1, 2, 3]  # every epoch but the last, whose outputs are written instead
+    writes.clear()
+    _train(tiny_config, tiny_data, tmp_path / "never", resume_every_s=1e9)
+    assert writes == []
+    for name in ("model.safetensors", "history.csv", "metrics.json", "patients.csv"):
+        assert (tmp_path / "every" / name).read_bytes() == (tmp_path / "never" / name).read_bytes()
+
+
 def test_a_failed_output_write_names_the_output_not_its_temp_file(
     tiny_config, tiny_data, tmp_path, monkeypatch
 ):
@@ -258,7 +283,7 @@ def test_a_failed_output_write_names_the_output_not_its_temp_file(
     monkeypatch.setattr(prrmse.training.outputs, "write_json_atomic", full_disk)
     out = tmp_path / "m"
     with pytest.raises(PrrmseError) as error:
-        _train(tiny_config, tiny_data, out)
+        _train(tiny_config, tiny_data, out, resume_every_s=0)
     assert error.value.where == str(out / "metrics.json")
     assert "No space left on device" in error.value.problem
     # no output and no temp file is left; only the resume state of the epoch before

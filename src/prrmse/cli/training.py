@@ -28,6 +28,7 @@ def _run_train(args: argparse.Namespace) -> None:
         args.out,
         threads=args.threads,
         shared_encoder=args.shared_encoder,
+        resume_every_s=args.resume_every,
     )
     scores = record["metrics"]
     shown = (
@@ -133,11 +134,25 @@ def _run_reuse(args: argparse.Namespace) -> None:
         setup=setup,
         extra_record=extra,
         shared_encoder=args.shared_encoder,
+        resume_every_s=args.resume_every,
     )
     dice = " ".join(f"{d:.3f}" for d in record["metrics"]["dice"])
     print(
         f"reuse {run.name}: model of epoch {record['best_epoch']} ({record['selection']['rule']}), "
         f"validation Dice {dice} -> {args.out}"
+    )
+
+
+def _resume_every_arg(parser: argparse.ArgumentParser) -> None:
+    from prrmse.training.settings import RESUME_EVERY_S
+
+    parser.add_argument(
+        "--resume-every",
+        type=float,
+        default=RESUME_EVERY_S,
+        metavar="SECONDS",
+        help="write the resume state at the first epoch end SECONDS after the last "
+        "(0: every epoch); the outputs do not depend on it",
     )
 
 
@@ -155,6 +170,7 @@ def _add_train(verbs: Any) -> None:
     train.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
     train.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    _resume_every_arg(train)
     train.add_argument(
         "--shared-encoder",
         type=Path,
@@ -232,6 +248,7 @@ def _add_reuse(verbs: Any) -> None:
     reuse.add_argument("--data", type=Path, required=True, help="the target's prepared dataset")
     reuse.add_argument("--out", type=Path, required=True, help="run folder to write")
     reuse.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    _resume_every_arg(reuse)
     reuse.add_argument(
         "--shared-encoder",
         type=Path,

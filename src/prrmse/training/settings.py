@@ -21,6 +21,10 @@ from typing import Any, Literal
 from prrmse.core.errors import PrrmseError
 from prrmse.core.settings import Settings
 
+# seconds of training between resume-state writes (at the first epoch end after them); 0: every
+# epoch. An execution setting, not config: the outputs are the same bytes whatever it is
+RESUME_EVERY_S = 60.0
+
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Optimizer = Literal["adam", "adamw", "sgd"]

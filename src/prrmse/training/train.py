@@ -1,8 +1,11 @@
-"""Training of one model of the study: seeded, resumable, checkpointed every epoch.
+"""Training of one model of the study: seeded, resumable, checkpointed at epoch ends.
 
 Every random draw of an epoch (shuffling, augmentation) comes from a generator
-seeded with (seed, epoch), so a run resumed from its last epoch checkpoint ends
-with the same bytes as a run that was never interrupted. The model's start (its
+seeded with (seed, epoch), so a run resumed from any epoch's checkpoint ends
+with the same bytes as a run that was never interrupted. That is why the resume
+state can be written on a time interval (`RESUME_EVERY_S`) rather than after every
+epoch: a paper-scale PSPNet state is ~185 MB, and a killed job redoes at most the
+interval plus one epoch. The model's start (its
 initial tensors) is a separate, recorded choice: `prrmse.models.start`.
 
 Which epoch's model is reported (`train.selection`) never looks at the validation
@@ -38,7 +41,7 @@ from prrmse.models.tasks import task_loss
 from prrmse.training.batches import augment, epoch_order, load_train_data
 from prrmse.training.outputs import epoch_row, model_record, write_outputs
 from prrmse.training.session import Progress, Session
-from prrmse.training.settings import Selection, TrainSettings
+from prrmse.training.settings import RESUME_EVERY_S, Selection, TrainSettings
 from prrmse.training.state import resume, run_fingerprint, save_state
 
 # Called on the fresh model before training (reuse: load source tensors, freeze some).
@@ -175,8 +178,11 @@ def _train_epoch(session: Session, epoch: int, show_bar: bool) -> tuple[float, f
     return lr, total
 
 
-def _end_epoch(session: Session, progress: Progress, epoch: int, lr: float, total: float) -> None:
-    """Validation, selection, the history row and the resume state after an epoch."""
+def _end_epoch(
+    session: Session, progress: Progress, epoch: int, lr: float, total: float, save_due: bool
+) -> bool:
+    """Validation, selection, the history row and (when due) the resume state after an epoch;
+    whether the state was written."""
     settings, model, data = session.settings, session.model, session.data
     last = epoch + 1 == settings.epochs
     # the reporting set: a learning curve every val_every epochs (and the last, which
@@ -206,20 +212,22 @@ def _end_epoch(session: Session, progress: Progress, epoch: int, lr: float, tota
             session.selecting,
         )
     )
-    if not last:  # the last epoch's outputs are written below; no resume state needed
-        save_state(
-            session.state_path,
-            model,
-            session.optimizer,
-            progress.best if session.selecting and not improved else {},
-            {
-                "fingerprint": session.fingerprint,
-                "epoch": epoch + 1,
-                "history": progress.history,
-                "best_score": progress.best_score,
-                "best_epoch": progress.best_epoch,
-            },
-        )
+    if last or not save_due:  # the last epoch's outputs are written below: no state needed
+        return False
+    save_state(
+        session.state_path,
+        model,
+        session.optimizer,
+        progress.best if session.selecting and not improved else {},
+        {
+            "fingerprint": session.fingerprint,
+            "epoch": epoch + 1,
+            "history": progress.history,
+            "best_score": progress.best_score,
+            "best_epoch": progress.best_epoch,
+        },
+    )
+    return True
 
 
 def _final_metrics(session: Session, progress: Progress) -> dict[str, Any]:
@@ -243,6 +251,7 @@ def train_model(
     setup: ModelSetup | None = None,
     extra_record: dict[str, Any] | None = None,
     shared_encoder: Path | None = None,
+    resume_every_s: float = RESUME_EVERY_S,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train `spec` on the prepared dataset in `data_dir`; write OUTPUTS into `out_dir`.
@@ -250,17 +259,22 @@ def train_model(
     `settings` is the config's `train` section (`TrainSettings.from_config`), `network` the
     config's `networks.<spec.network>` entry, as `prrmse.models` takes it (a mapping).
     `shared_encoder` is the file a `shared` encoder start loads (`prrmse.models.start`).
+    The resume state is written at the first epoch end `resume_every_s` seconds after the
+    last one (or the start); 0 writes it after every epoch.
     """
     session = _set_up(spec, settings, network, data_dir, out_dir, threads, setup, shared_encoder)
     progress = resume(session, log)
     show_bar = sys.stderr.isatty()
     epochs, batch = settings.epochs, settings.batch_size
-    run_began = time.perf_counter()
+    run_began = saved = time.perf_counter()
     for epoch in range(progress.first, epochs):
         began = time.perf_counter()
         lr, total = _train_epoch(session, epoch, show_bar)
         train_seconds = time.perf_counter() - began
-        _end_epoch(session, progress, epoch, lr, total)
+        if _end_epoch(
+            session, progress, epoch, lr, total, time.perf_counter() - saved >= resume_every_s
+        ):
+            saved = time.perf_counter()
         row = progress.history[-1]
         summary = " ".join(f"{k} {v}" for k, v in row.items() if k != "epoch" and v != "")
         log(
