@@ -5,8 +5,8 @@ seeded with (seed, epoch), so a run resumed from any epoch's checkpoint ends
 with the same bytes as a run that was never interrupted. That is why the resume
 state can be written on a time interval (`RESUME_EVERY_S`) rather than after every
 epoch: a paper-scale PSPNet state is ~185 MB, and a killed job redoes at most the
-interval plus one epoch. The model's start (its
-initial tensors) is a separate, recorded choice: `prrmse.models.start`.
+interval plus one epoch. The model's start (its initial tensors) is a separate,
+recorded choice: `prrmse.models.start`.
 
 Which epoch's model is reported (`train.selection`) never looks at the validation
 patients it is reported on: `last` (default) takes the model after the fixed number of
@@ -180,9 +180,8 @@ def _train_epoch(session: Session, epoch: int, show_bar: bool) -> tuple[float, f
 
 def _end_epoch(
     session: Session, progress: Progress, epoch: int, lr: float, total: float, save_due: bool
-) -> bool:
-    """Validation, selection, the history row and (when due) the resume state after an epoch;
-    whether the state was written."""
+) -> None:
+    """Validation, selection, the history row and (when due) the resume state after an epoch."""
     settings, model, data = session.settings, session.model, session.data
     last = epoch + 1 == settings.epochs
     # the reporting set: a learning curve every val_every epochs (and the last, which
@@ -213,7 +212,7 @@ def _end_epoch(
         )
     )
     if last or not save_due:  # the last epoch's outputs are written below: no state needed
-        return False
+        return
     save_state(
         session.state_path,
         model,
@@ -227,7 +226,6 @@ def _end_epoch(
             "best_epoch": progress.best_epoch,
         },
     )
-    return True
 
 
 def _final_metrics(session: Session, progress: Progress) -> dict[str, Any]:
@@ -271,9 +269,9 @@ def train_model(
         began = time.perf_counter()
         lr, total = _train_epoch(session, epoch, show_bar)
         train_seconds = time.perf_counter() - began
-        if _end_epoch(
-            session, progress, epoch, lr, total, time.perf_counter() - saved >= resume_every_s
-        ):
+        save_due = time.perf_counter() - saved >= resume_every_s
+        _end_epoch(session, progress, epoch, lr, total, save_due)
+        if save_due:  # written, or the last epoch's outputs: the loop ends
             saved = time.perf_counter()
         row = progress.history[-1]
         summary = " ".join(f"{k} {v}" for k, v in row.items() if k != "epoch" and v != "")
