@@ -7,11 +7,12 @@ machine's load hits every variant alike):
     what a user writes (default memory format),
   - prefix: `replacement_sweep` at the naive numerics (its rows must be bit-identical),
   - best: prefix reuse with the fast settings (default: fold_bn + channels_last),
+  - best + bf16: the same in bfloat16 autocast, where the CPU has native bf16 (--bf16),
   - full passes: the sweep's own evaluation, extrapolated to R + 1 passes,
 and prints the ideal of prefix reuse, (R+1) full passes over one full pass plus each
 replacement's suffix, from conv/linear FLOPs in forward order and from measured seconds,
-the achieved ratios, the fraction of the ideal, and the largest Dice difference of the
-best settings from naive. glibc is told to keep freed memory (see `keep_freed_memory`).
+the achieved ratios, the fraction of the ideal, and the largest Dice difference of each
+fast setting from naive. glibc is told to keep freed memory (see `keep_freed_memory`).
 
     .venv/bin/python benchmarks/sweep.py [--size 64 --n-images 200 --unet-width 16]
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import ctypes
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -30,7 +32,12 @@ import torch
 from torch import nn
 
 from prrmse.analysis.sweep.prefix import record_calls
-from prrmse.analysis.sweep.replacement import SweepSettings, predict_batch, replacement_sweep
+from prrmse.analysis.sweep.replacement import (
+    SweepSettings,
+    cpu_has_native_bf16,
+    predict_batch,
+    replacement_sweep,
+)
 from prrmse.core.provenance import cpu_model
 from prrmse.models.layers import KIND_ATTR, get_tensor, index_layers
 from prrmse.models.registry import build_model
@@ -203,7 +210,7 @@ def bench(
     images: torch.Tensor,
     labels: np.ndarray,
     index: pd.DataFrame,
-    best: SweepSettings,
+    fast: list[SweepSettings],
 ) -> None:
     """Time the variants batch by batch, interleaved in rotating order.
 
@@ -218,25 +225,31 @@ def bench(
     variants: dict[str, Callable[..., object]] = {
         "naive": lambda *part: user_naive_sweep(target, source, *part),
         "prefix": lambda *part: table_dice(replacement_sweep(target, source, *part)),
-        "best": lambda *part: table_dice(replacement_sweep(target, source, *part, best)),
         "pass": lambda *part: full_passes(target, part[0]),
     }
+    for settings in fast:
+        variants[_describe(settings)] = lambda *part, settings=settings: table_dice(
+            replacement_sweep(target, source, *part, settings)
+        )
     wall = dict.fromkeys(variants, 0.0)
     cpu = dict.fromkeys(variants, 0.0)
-    exact, worst = True, 0.0
+    exact = True
+    worst = {_describe(settings): 0.0 for settings in fast}
     size = SweepSettings().batch_size
     for number, first in enumerate(range(0, len(images), size)):
         rows = slice(first, first + size)
         part = (images[rows], labels[rows], index.iloc[rows].reset_index(drop=True))
-        keys = list(variants)[number % 4 :] + list(variants)[: number % 4]
+        turn = number % len(variants)
+        keys = list(variants)[turn:] + list(variants)[:turn]
         dice = {}
         for key in keys:
             seconds, cpu_seconds, dice[key] = timed(lambda key=key, part=part: variants[key](*part))
             wall[key] += seconds
             cpu[key] += cpu_seconds
         exact &= np.array_equal(dice["prefix"], dice["naive"], equal_nan=True)
-        gap = np.abs(dice["best"] - dice["naive"])
-        worst = max(worst, float(np.nanmax(gap)) if np.isfinite(gap).any() else 0.0)
+        for key in worst:
+            gap = np.abs(dice[key] - dice["naive"])
+            worst[key] = max(worst[key], float(np.nanmax(gap)) if np.isfinite(gap).any() else 0.0)
     scale = (replacements + 1) / PASSES
     full = {key: scale * value["pass"] for key, value in (("wall", wall), ("cpu", cpu))}
 
@@ -249,19 +262,20 @@ def bench(
         f"  naive: deepcopy + load + evaluate  {wall['naive']:7.1f} s (cpu {cpu['naive']:7.1f} s)"
     )
     print(f"  (R+1) full passes, extrapolated    {full['wall']:7.1f} s (cpu {full['cpu']:7.1f} s)")
-    for key, label in (
-        ("prefix", "prefix reuse, naive numerics"),
-        ("best", f"prefix + {_describe(best)}"),
-    ):
+    labels_of = {"prefix": "prefix reuse, naive numerics"}
+    labels_of.update({key: f"prefix + {key}" for key in worst})
+    for key, label in labels_of.items():
         print(
-            f"  {label:33s}{wall[key]:7.1f} s (cpu {cpu[key]:7.1f} s): "
+            f"  {label:37s}{wall[key]:7.1f} s (cpu {cpu[key]:7.1f} s): "
             f"{wall['naive'] / wall[key]:5.2f}x naive (cpu {cpu['naive'] / cpu[key]:5.2f}x), "
             f"{full['wall'] / wall[key]:5.2f}x full passes = "
             f"{100 * full['wall'] / wall[key] / ideal:4.0f} % of the FLOP ideal "
             f"(cpu {100 * full['cpu'] / cpu[key] / ideal:4.0f} %), "
             f"{100 * full['wall'] / wall[key] / seconds_ideal:4.0f} % of the seconds ideal"
         )
-    print(f"  prefix rows bit-identical to naive: {exact}; best: max |Dice - naive| = {worst:.2e}")
+    print(f"  prefix rows bit-identical to naive: {exact}")
+    for key, gap in worst.items():
+        print(f"  prefix + {key}: max |Dice - naive| = {gap:.2e}")
 
 
 def _describe(settings: SweepSettings) -> str:
@@ -292,7 +306,13 @@ def main() -> None:
     parser.add_argument("--unet-width", type=int, default=16)
     parser.add_argument("--networks", default="unet,pspnet")
     parser.add_argument(
-        "--best", default="fold_bn,channels_last", help="the fast settings to time, comma-separated"
+        "--best", default="fold_bn,channels_last", help="fast settings to time, comma-separated"
+    )
+    parser.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="also time --best + bf16 (auto: where the CPU has native bf16)",
     )
     parser.add_argument(
         "--default-malloc", action="store_true", help="leave glibc's malloc as it is (slower)"
@@ -303,13 +323,18 @@ def main() -> None:
         malloc = "default (could not tune)"
     images, labels, index = phantom_slices(args.n_images, args.size)
     best = SweepSettings(**{flag: True for flag in args.best.split(",") if flag})
+    fast = [best]
+    native = cpu_has_native_bf16()
+    if args.bf16 == "on" or (args.bf16 == "auto" and native):
+        fast.append(dataclasses.replace(best, bf16=True))
     print(
-        f"CPU: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"{args.n_images} images {args.size}x{args.size}, batch {best.batch_size}; malloc: {malloc}"
+        f"CPU: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"native bf16: {native}; {args.n_images} images {args.size}x{args.size}, "
+        f"batch {best.batch_size}; malloc: {malloc}"
     )
     networks = {"unet": {"width": args.unet_width}, "pspnet": {}}
     for name in args.networks.split(","):
-        bench(name, networks[name], images, labels, index, best)
+        bench(name, networks[name], images, labels, index, fast)
 
 
 if __name__ == "__main__":

@@ -308,6 +308,20 @@ def test_fast_settings_stay_within_the_near_tie_bound(pairs, val_set, tables, ke
     assert np.array_equal(np.isnan(table["dice"]), np.isnan(naive["dice"]))
 
 
+def test_bf16_on_cpu_keeps_prefix_reuse_exact_and_moves_dice_only_a_little(pairs, val_set, tables):
+    target, source = pairs["pspnet"]
+    settings = SweepSettings(batch_size=4, bf16=True)
+    table = replacement_sweep(target, source, *val_set, settings)
+    # Prefix reuse under bf16 gives the naive bf16 sweep's rows exactly.
+    pd.testing.assert_frame_equal(
+        table, naive_sweep(target, source, *val_set, settings), check_exact=True
+    )
+    fp32 = tables["pspnet"][1]
+    difference = np.abs(table["dice"].to_numpy() - fp32["dice"].to_numpy())
+    assert 0 < np.nanmax(difference) <= 0.05  # rounding changed, the science did not
+    assert np.array_equal(np.isnan(table["dice"]), np.isnan(fp32["dice"]))
+
+
 def test_incompatible_sources_are_refused_naming_the_first_difference(pairs, val_set):
     unet, pspnet = pairs["unet"][0], pairs["pspnet"][0]
     images = val_set[0]
