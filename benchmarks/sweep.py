@@ -32,12 +32,8 @@ import torch
 from torch import nn
 
 from prrmse.analysis.sweep.prefix import record_calls
-from prrmse.analysis.sweep.replacement import (
-    SweepSettings,
-    cpu_has_native_bf16,
-    predict_batch,
-    replacement_sweep,
-)
+from prrmse.analysis.sweep.replacement import SweepSettings, predict_batch, replacement_sweep
+from prrmse.core.device import cpu_has_native_bf16
 from prrmse.core.provenance import cpu_model
 from prrmse.models.layers import KIND_ATTR, get_tensor, index_layers
 from prrmse.models.registry import build_model

@@ -4,11 +4,14 @@ in --help."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
+import yaml
 
 from prrmse import __version__
 from prrmse.cli import analysis, data, figures, repro, results, training
+from prrmse.cli.common import sweep_settings
 from prrmse.cli.main import build_parser, main
 
 
@@ -107,3 +110,21 @@ def test_former_names_are_hidden_and_a_required_flag_is_still_required(capsys) -
     assert main(["bnstats", "--source-checkpoint", "b", "--out", "o"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--target-checkpoint" in err and "--target " not in err.replace("--target-", "")
+
+
+@pytest.mark.parametrize(("native", "warned"), [(True, False), (False, True)])
+def test_sweep_bf16_on_a_cpu_without_native_bf16_warns(
+    tmp_path, monkeypatch, capsys, native, warned
+) -> None:
+    config = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "config/config.yaml").read_text()
+    )
+    config["analysis"]["sweep"].update(bf16=True, device="cpu")
+    path = tmp_path / "bf16.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setattr("prrmse.core.device.cpu_has_native_bf16", lambda: native)
+    settings = sweep_settings(path, threads=None)
+    assert settings.bf16 and settings.device == "cpu"
+    err = capsys.readouterr().err
+    assert ("without native bf16" in err) == warned
+    assert not warned or str(path) in err

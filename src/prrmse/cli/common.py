@@ -82,10 +82,17 @@ def sweep_settings(config_path: Path, threads: int | None) -> Any:
     """The config's analysis.sweep settings on the device they resolve to; torch threads set."""
     from prrmse.analysis.sweep.replacement import SweepSettings
     from prrmse.core.config import load_config
-    from prrmse.core.device import select_device
+    from prrmse.core.device import cpu_has_native_bf16, select_device
 
     options = dict(load_config(config_path)["analysis"]["sweep"])
     options["device"] = select_device(options["device"], "analysis.sweep.device").type
+    if options["bf16"] and options["device"] == "cpu" and not cpu_has_native_bf16():
+        print(
+            f"warning: {config_path}: analysis.sweep.bf16 on a CPU without native bf16 "
+            "(AVX512-BF16 or AMX): emulated, slower than float32",
+            file=sys.stderr,
+            flush=True,
+        )
     if threads:
         import torch
 

@@ -31,6 +31,12 @@ def select_device(
     return torch.device("cpu")
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX), which oneDNN uses:
+    without them bf16 autocast on the CPU is emulated and slower than float32."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def _warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 

@@ -1,7 +1,8 @@
 """Mixed precision as config (`train.precision`), resolved once per job and recorded.
 
 - `fp32`: no autocast, anywhere.
-- `bf16`: bfloat16 autocast (CUDA; on CPU torch supports it too, slowly).
+- `bf16`: bfloat16 autocast (CUDA, or CPU: faster than float32 there only with native
+  bf16, `prrmse.core.device.cpu_has_native_bf16`).
 - `fp16`: float16 autocast with a gradient scaler; CUDA only.
 - `auto`: on CUDA bf16 where the GPU supports it (Ampere and later), else fp16 with the
   scaler; fp32 on CPU, where autocast only costs time and changes the numbers, and where

@@ -55,7 +55,7 @@ class SweepSettings:
     pair, after the replaced layer (the only setting `naive_sweep` does not share). These
     two move predictions only at near-tie pixels. `bf16`: bfloat16 autocast on the sweep's
     device; coarser (Dice moves in the third decimal). On CPU it pays only where the CPU
-    computes in bf16 natively (`cpu_has_native_bf16`): a PSPNet pass there takes ~0.55 of
+    computes in bf16 natively (`prrmse.core.device.cpu_has_native_bf16`): a PSPNet pass there takes ~0.55 of
     float32's time.
     """
 
@@ -65,11 +65,6 @@ class SweepSettings:
     bf16: bool = False
     batch_size: int = 64
     device: str = "cpu"
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX), which oneDNN uses."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def _device(settings: SweepSettings) -> torch.device:
