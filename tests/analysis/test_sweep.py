@@ -311,7 +311,10 @@ def test_fast_settings_stay_within_the_near_tie_bound(pairs, val_set, tables, ke
 def test_bf16_on_cpu_keeps_prefix_reuse_exact_and_moves_dice_only_a_little(pairs, val_set, tables):
     target, source = pairs["pspnet"]
     settings = SweepSettings(batch_size=4, bf16=True)
-    table = replacement_sweep(target, source, *val_set, settings)
+    lines: list[str] = []
+    table = replacement_sweep(target, source, *val_set, settings, log=lines.append)
+    assert "opt-in bf16: rounding changed" in lines[0]
+    assert "exact" in SweepSettings().numerics()
     # Prefix reuse under bf16 gives the naive bf16 sweep's rows exactly.
     pd.testing.assert_frame_equal(
         table, naive_sweep(target, source, *val_set, settings), check_exact=True

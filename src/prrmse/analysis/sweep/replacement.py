@@ -66,6 +66,13 @@ class SweepSettings:
     batch_size: int = 64
     device: str = "cpu"
 
+    def numerics(self) -> str:
+        """What the rows can be compared with: the naive sweep's bytes, or not."""
+        changed = [key for key in ("fold_bn", "channels_last", "bf16") if getattr(self, key)]
+        if not changed:
+            return "float32, exact (rows bit-identical to the naive sweep)"
+        return f"opt-in {' + '.join(changed)}: rounding changed, Dice moves slightly"
+
 
 def _device(settings: SweepSettings) -> torch.device:
     size = settings.batch_size
@@ -199,6 +206,8 @@ def _replacement_counts(
     layers = check_compatible(target, source, (1, *images.shape[1:]), source_name)
     counts = DiceCounts(labels, index, 1 + sum(len(layer.kinds) for layer in layers))
     n_batches = -(-len(images) // settings.batch_size)
+    if log is not None:
+        log(f"sweep: {len(images)} images on {device.type}, {settings.numerics()}")
     began = time.perf_counter()
     with _evaluating(target, device, settings.channels_last):
         replacements = make_replacements(target, source, layers, device)
