@@ -55,8 +55,8 @@ class SweepSettings:
     pair, after the replaced layer (the only setting `naive_sweep` does not share). These
     two move predictions only at near-tie pixels. `bf16`: bfloat16 autocast on the sweep's
     device; coarser (Dice moves in the third decimal). On CPU it pays only where the CPU
-    computes in bf16 natively (`prrmse.core.device.cpu_has_native_bf16`): a PSPNet pass there takes ~0.55 of
-    float32's time.
+    computes in bf16 natively (`prrmse.core.device.cpu_has_native_bf16`): a PSPNet pass
+    there takes ~0.55 of float32's time.
     """
 
     prefix_reuse: bool = True
