@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ctypes
 import dataclasses
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from torch import nn
 from prrmse.analysis.sweep.prefix import record_calls
 from prrmse.analysis.sweep.replacement import SweepSettings, predict_batch, replacement_sweep
 from prrmse.core.device import cpu_has_native_bf16
+from prrmse.core.memory import keep_freed_memory
 from prrmse.core.provenance import cpu_model
 from prrmse.models.layers import KIND_ATTR, get_tensor, index_layers
 from prrmse.models.registry import build_model
@@ -277,22 +277,6 @@ def bench(
 def _describe(settings: SweepSettings) -> str:
     flags = [key for key in ("fold_bn", "channels_last", "bf16") if getattr(settings, key)]
     return "+".join(flags) or "defaults"
-
-
-def keep_freed_memory() -> bool:
-    """glibc only: serve tensors from the heap and keep freed pages instead of unmapping them.
-
-    By default every op output above the mmap threshold is a fresh mapping whose pages
-    fault in on first touch; on 2 cores that is about half the time of a width-16 UNet
-    pass, and more of a prefix-reuse pass (the cache fragments the heap). Process-wide,
-    so it belongs to an entry point (this script), never to the library.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4
-    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from prrmse.core.config import load_config
+from prrmse.core.memory import keep_freed_memory
 from prrmse.core.naming import parse_model_name
 from prrmse.core.provenance import cpu_model
 from prrmse.models.registry import build_model
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    keep_freed_memory()  # as the `prrmse` entry point does, for both loops alike
     torch.set_num_threads(args.threads)
     config = copy.deepcopy(load_config(args.config))
     train = config["train"]

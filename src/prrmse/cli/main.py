@@ -19,6 +19,7 @@ from prrmse import __version__
 from prrmse.cli import analysis, data, figures, repro, results, training
 from prrmse.cli.common import ConfigKeys
 from prrmse.core.errors import PrrmseError
+from prrmse.core.memory import keep_freed_memory
 from prrmse.core.progress import timestamped_stdout
 
 Handler = Callable[[argparse.Namespace], None]
@@ -84,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(usage.getvalue())
         return code
     handler: Handler = args.handler
+    keep_freed_memory()
     output = contextlib.nullcontext() if args.verb in PLAIN_OUTPUT_VERBS else timestamped_stdout()
     try:
         with output:
