@@ -127,6 +127,13 @@ def parse_train(output: str) -> list[Ratio]:
     return ratios
 
 
+def _exactness(network: str, variant: str, ratio: str, goal: str) -> Ratio:
+    """A variant's Dice against the naive sweep's."""
+    return Ratio(
+        "sweep exactness", network, "naive sweep Dice", "-", f"{variant} Dice", "-", ratio, goal
+    )
+
+
 def parse_sweep(output: str) -> list[Ratio]:
     ratios: list[Ratio] = []
     network = naive = full = ideal = goal = ""
@@ -167,26 +174,18 @@ def parse_sweep(output: str) -> list[Ratio]:
             )
         elif match := SWEEP_EXACT.match(line):
             ratios.append(
-                Ratio(
-                    "sweep exactness",
+                _exactness(
                     network,
-                    "naive sweep Dice",
-                    "-",
-                    "prefix reuse Dice",
-                    "-",
+                    "prefix reuse",
                     f"bit-identical: {match['exact']}",
                     "bit-identical (exact by default)",
                 )
             )
         elif match := SWEEP_GAP.match(line):
             ratios.append(
-                Ratio(
-                    "sweep exactness",
+                _exactness(
                     network,
-                    "naive sweep Dice",
-                    "-",
-                    f"prefix + {match['settings']} Dice",
-                    "-",
+                    f"prefix + {match['settings']}",
                     f"max |dDice| {match['gap']}",
                     "opt-in: reported",
                 )

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
+from tests.benchmarks.scripts import load_script
 
 
 def _gpu_benchmark():
-    spec = importlib.util.spec_from_file_location("gpu_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu")
 
 
 def test_without_cuda_it_says_so_and_exits_0(monkeypatch, capsys):

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "summary.py"
+from tests.benchmarks.scripts import load_script
 
 # benchmarks/sweep.py's output (--size 32 --n-images 20), PSPNet only
 SWEEP_OUTPUT = """\
@@ -25,16 +21,8 @@ pspnet {}: R = 127 replacements + baseline
 """
 
 
-def _summary():
-    spec = importlib.util.spec_from_file_location("bench_summary", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_summary"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_sweep_variant_gets_its_speed_up_and_its_dice_difference():
-    summary = _summary()
+    summary = load_script("summary")
     ratios = summary.parse_sweep(SWEEP_OUTPUT)
     speed = {r.measured: r.ratio for r in ratios if r.benchmark == "sweep speed-up"}
     assert speed == {

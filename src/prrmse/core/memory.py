@@ -4,7 +4,7 @@ By default glibc serves every allocation above its mmap threshold (128 KiB, risi
 with use) from a fresh mapping and unmaps it on free, so each activation tensor of a
 forward pass faults its pages in again. A replacement sweep makes thousands of such
 passes: keeping freed pages on the heap cut a demo UNet sweep from 75.7 s to 48.5 s
-with the same CSV bytes, for ~8 % more peak memory (resident memory stays at its peak
+with the same CSV bytes, for 8-13 % more peak memory (resident memory stays at its peak
 until the job ends). Process-wide, so only an entry point (`prrmse.cli.main`, a
 benchmark script) calls it; `PRRMSE_MALLOC=default` leaves glibc as it is.
 """
