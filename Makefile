@@ -20,8 +20,9 @@ venv: $(VENV)/.installed
 
 # The run is then recorded in DVC (dvc.lock): `dvc status` clean, `dvc repro` a no-op,
 # `prrmse lineage` of every figure and table trusted.
+# `prrmse serve` forks each job from one process that imported torch & co. once.
 demo: venv
-	snakemake --cores $(CORES) --configfile config/config.yaml
+	prrmse serve -- snakemake --cores $(CORES) --configfile config/config.yaml
 	prrmse dvc-record --config config/config.yaml
 
 test: venv

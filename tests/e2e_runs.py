@@ -54,11 +54,14 @@ def snakemake_cmd(*extra: str, cores: int = 2) -> list[str]:
     ]
 
 
-def run_snakemake(repo: Path, *extra: str, timeout: float = RUN_TIMEOUT_S) -> float:
-    """Run snakemake to completion in `repo`; its wall seconds. Fails with the log's tail."""
+def run_snakemake(
+    repo: Path, *extra: str, timeout: float = RUN_TIMEOUT_S, served: bool = False
+) -> float:
+    """Run snakemake to completion in `repo`; its wall seconds. Fails with the log's tail.
+    `served`: under `prrmse serve`, as `make demo` runs it."""
     began = time.perf_counter()
     result = subprocess.run(
-        snakemake_cmd(*extra),
+        [*(["prrmse", "serve", "--"] if served else []), *snakemake_cmd(*extra)],
         cwd=repo,
         env=workflow_env(repo),
         capture_output=True,
@@ -169,10 +172,11 @@ def fresh_copy(name: str) -> Path:
     return repo
 
 
-def full_run(name: str) -> Run:
-    """One uninterrupted run of the tiny config in a fresh copy."""
+def full_run(name: str, served: bool = False) -> Run:
+    """One uninterrupted run of the tiny config in a fresh copy (`served`: under `prrmse
+    serve`)."""
     repo = fresh_copy(name)
-    seconds = run_snakemake(repo)
+    seconds = run_snakemake(repo, served=served)
     return Run(repo, product_hashes(repo), seconds)
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from prrmse import __version__
-from prrmse.cli import analysis, data, figures, repro, results, training
+from prrmse.cli import analysis, data, figures, repro, results, serve, training
 from prrmse.cli.common import sweep_settings
 from prrmse.cli.main import build_parser, main
 
@@ -22,7 +22,7 @@ def _verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
 
 def test_each_phase_module_registers_its_verbs_and_no_verb_twice() -> None:
     seen: list[str] = []
-    for phase in (data, training, analysis, results, figures, repro):
+    for phase in (data, training, analysis, results, figures, repro, serve):
         parser = argparse.ArgumentParser()
         phase.register(parser.add_subparsers())
         seen += list(_verbs(parser))

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from prrmse import __version__
-from prrmse.cli import analysis, data, figures, repro, results, training
+from prrmse.cli import analysis, data, figures, repro, results, serve, training
 from prrmse.cli.common import ConfigKeys
 from prrmse.core.errors import PrrmseError
 from prrmse.core.memory import keep_freed_memory
@@ -43,10 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VERB",
         parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_Help),
     )
-    for phase in (data, training, analysis, results, figures, repro):
+    for phase in (data, training, analysis, results, figures, repro, serve):
         phase.register(verbs)
     # the DVC verbs derive each stage's params from every verb's declared config keys
-    parser.set_defaults(verb_keys=_declared_config_keys(verbs))
+    parser.set_defaults(verb_keys=_declared_config_keys(verbs), run_verb=main)
     return parser
 
 
@@ -65,7 +65,7 @@ def verb_config_keys() -> dict[str, ConfigKeys]:
 
 # Tools a person runs and reads (or parses: --json) keep plain output; every workflow
 # job's log gets timestamped lines, flushed as they end (prrmse.core.progress).
-PLAIN_OUTPUT_VERBS = frozenset({"lineage", "dvc-sync", "dvc-record"})
+PLAIN_OUTPUT_VERBS = frozenset({"lineage", "dvc-sync", "dvc-record", "serve"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
