@@ -71,6 +71,21 @@ def test_a_killed_job_has_its_fork_ended(tmp_path) -> None:
     assert left.stdout == b"", "the killed job's fork left its work running"
 
 
+def test_a_request_cut_short_is_refused_and_the_server_serves_on(tmp_path) -> None:
+    """A client that sends its streams and a length, then less than that length, and hangs
+    up: the server says so in one line and serves the next job."""
+    cut_short = (
+        "import os, socket, struct; "
+        "s = socket.socket(socket.AF_UNIX); s.connect(os.environ['PRRMSE_SERVER']); "
+        "socket.send_fds(s, [struct.pack('!I', 100)], [0, 1, 2]); s.sendall(b'{}'); s.close()"
+    )
+    done = _serve(f'{sys.executable} -c "{cut_short}"; sleep 0.5; prrmse --version', tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("prrmse ")
+    assert "a job's request was unreadable: the request ended early" in done.stderr
+    assert "1 prrmse jobs served" in done.stderr
+
+
 def test_without_an_answering_server_the_job_runs_here(tmp_path) -> None:
     done = subprocess.run(
         [str(BIN / "prrmse"), "--version"],

@@ -2,7 +2,8 @@
 else run here.
 
 Every workflow job is a fresh `prrmse <verb>` process, and importing torch, torchvision and
-smp costs it 4-6 s before any work: on the demo's 195 jobs that is a third of the CPU time.
+smp costs it 4-6 s before any work; serving the demo's 195 jobs took its job-seconds from
+3237 to 2286 (config/README.md).
 `prrmse serve -- snakemake ...` imports them once and forks a child per job; it exports
 `PRRMSE_SERVER` (its socket) to the command, and this entry point then only sends its
 arguments, working folder, environment and standard streams there and waits for the exit
@@ -21,7 +22,13 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from prrmse.cli.wire import EXIT_CODE, LENGTH, SERVER_ENV, SERVER_SLURM_JOB_ENV
+from prrmse.cli.wire import (
+    EXIT_CODE,
+    LENGTH,
+    SERVER_ENV,
+    SERVER_SLURM_JOB_ENV,
+    receive_exactly,
+)
 
 
 def main() -> int:
@@ -68,7 +75,7 @@ def forward_to_server(argv: Sequence[str]) -> int | None:
         client.sendall(request)
         for fd in streams[3:]:
             os.close(fd)
-        reply = _receive_exactly(client, EXIT_CODE.size)
+        reply = receive_exactly(client, EXIT_CODE.size)
     if reply is None:
         print(f"prrmse: error: {path}: the server ended before the job did", file=sys.stderr)
         return 1
@@ -88,16 +95,6 @@ def _standard_streams() -> list[int]:
             streams[fd] = null
             opened.append(null)
     return streams + opened
-
-
-def _receive_exactly(sock: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""`prrmse serve -- COMMAND`: run COMMAND (`snakemake ...`, `dvc repro`) with its `prrmse`
-jobs served by forks of one process that imported the package and its libraries once.
+"""`prrmse serve -- COMMAND`: run COMMAND (`snakemake ...`) with its `prrmse` jobs served
+by forks of one process that imported the package and its libraries once.
 
 Why: a job's own imports (torch, torchvision, smp, scipy, pandas, matplotlib) take 4-6 s of
-CPU on this project's 2-core machine, a third of the demo's job-seconds. A fork starts with
-them loaded. What a job computes does not change: it runs the same `prrmse.cli.main.main`
+CPU on this project's 2-core machine; serving took the demo's job-seconds from 3237 to 2286
+(config/README.md). A fork starts with them loaded. What a job computes does not change: it runs the same `prrmse.cli.main.main`
 in its own process, in the job's folder, with the job's environment, arguments and standard
 streams (its log file), and its exit code goes back to the job's `prrmse` process
 (`prrmse.cli.entry`), which the workflow sees as the job.
@@ -38,7 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prrmse.cli.wire import EXIT_CODE, LENGTH, SERVER_ENV, SERVER_SLURM_JOB_ENV
+from prrmse.cli.wire import (
+    EXIT_CODE,
+    LENGTH,
+    SERVER_ENV,
+    SERVER_SLURM_JOB_ENV,
+    receive_exactly,
+)
 from prrmse.core.errors import PrrmseError
 
 # what the jobs import, loaded once before the first fork (the package's modules come after)
@@ -50,7 +56,7 @@ RunVerb = Callable[[Sequence[str]], int]
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="run a command (snakemake, dvc repro) with its prrmse jobs forked from one warm "
+        help="run a command (snakemake) with its prrmse jobs forked from one warm "
         "process: the same products, without each job's 4-6 s of imports",
     )
     parser.add_argument(
@@ -214,14 +220,12 @@ def _receive_request(connection: socket.socket) -> tuple[dict[str, Any], list[in
             os.close(fd)
         raise ValueError("no header with three standard streams")
     (size,) = LENGTH.unpack(head)
-    body = b""
-    while len(body) < size:
-        chunk = connection.recv(size - len(body))
-        if not chunk:
-            break
-        body += chunk
-    request = json.loads(body)
-    return request, fds
+    body = receive_exactly(connection, size)
+    if body is None:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("the request ended early")
+    return json.loads(body), fds
 
 
 def _run_job(request: dict[str, Any], fds: list[int], run_verb: RunVerb) -> None:

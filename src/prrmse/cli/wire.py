@@ -7,6 +7,7 @@ request with its fds 0, 1 and 2 attached (SCM_RIGHTS), then the request: JSON wi
 
 from __future__ import annotations
 
+import socket
 import struct
 
 SERVER_ENV = "PRRMSE_SERVER"
@@ -14,3 +15,14 @@ SERVER_ENV = "PRRMSE_SERVER"
 SERVER_SLURM_JOB_ENV = "PRRMSE_SERVER_SLURM_JOB"
 LENGTH = struct.Struct("!I")
 EXIT_CODE = struct.Struct("!i")
+
+
+def receive_exactly(sock: socket.socket, size: int) -> bytes | None:
+    """`size` bytes from the socket, or None when the peer closes it first."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
