@@ -1,4 +1,5 @@
-"""`make bench`: run the training and sweep benchmarks and write their ratios to results/bench.md.
+"""`make bench`: run the training and sweep benchmarks and write their ratios to results/bench.md,
+with the workflow's own times (the last `make demo` here, a no-op `dvc repro`) beside their goals.
 
 Each benchmark measures its baseline and its subject in the same run, interleaved, so the
 ratios hold on a shared machine where absolute times do not. This script runs them as
@@ -38,10 +39,12 @@ BENCH_DIR = Path(__file__).resolve().parent
 FULL_ARGS = {
     "train": ["--repeats", "3"],
     "sweep": ["--size", "48", "--n-images", "100"],
+    "workflow": ["measure"],
 }
 QUICK_ARGS = {
     "train": ["--epochs", "1", "--iterations", "2", "--repeats", "1"],
     "sweep": ["--size", "32", "--n-images", "20", "--unet-width", "4"],
+    "workflow": ["measure", "--repeats", "1"],
 }
 
 TRAIN_LINE = re.compile(
@@ -63,6 +66,11 @@ SWEEP_GAP = re.compile(r"^\s+prefix \+ (?P<settings>\S+): max \|Dice - naive\| =
 # issue 17's goals: the PSPNet sweep past prefix reuse's FLOP ideal; UNet's speed-up kept
 # (2.70x prefix reuse, 3.77x best settings when the goals were set)
 SWEEP_GOALS = {"pspnet": ">= 2.5x", "unet": "keep (2.70x, best 3.77x)"}
+# benchmarks/workflow.py's lines -> (benchmark, what, issue 17's goal)
+WORKFLOW_LINES = {
+    "make demo": ("make demo", "fresh clone, 2 cores", "<= 900 s, install included"),
+    "no-op dvc repro": ("no-op dvc repro", "the demo's record", "< 3 s"),
+}
 THREADS = re.compile(r"torch threads (\d+)|(\d+) threads[;,]")
 
 
@@ -193,8 +201,19 @@ def parse_sweep(output: str) -> list[Ratio]:
     return ratios
 
 
-PARSERS = {"train": parse_train, "sweep": parse_sweep}
-SCRIPTS = {"train": "train_throughput.py", "sweep": "sweep.py"}
+def parse_workflow(output: str) -> list[Ratio]:
+    """The demo's recorded wall time and the no-op repro's seconds: absolute, no baseline."""
+    ratios = []
+    for line in output.splitlines():
+        name, _, value = line.partition(": ")
+        if name in WORKFLOW_LINES:
+            benchmark, network, goal = WORKFLOW_LINES[name]
+            ratios.append(Ratio(benchmark, network, "-", "-", name, value, "-", goal))
+    return ratios
+
+
+PARSERS = {"train": parse_train, "sweep": parse_sweep, "workflow": parse_workflow}
+SCRIPTS = {"train": "train_throughput.py", "sweep": "sweep.py", "workflow": "workflow.py"}
 
 
 def run_benchmark(name: str, args: list[str], threads: int) -> Result:
@@ -225,7 +244,7 @@ def render(
         f"load average (1, 5, 15 min) {' '.join(f'{x:.2f}' for x in load[0])} at start, "
         f"{' '.join(f'{x:.2f}' for x in load[1])} at the end",
         "- torch threads: "
-        + ", ".join(f"{r.name} {r.threads if r.threads is not None else '?'}" for r in results),
+        + ", ".join(f"{r.name} {r.threads}" for r in results if r.threads is not None),
         f"- torch {torch.__version__}, Python {platform.python_version()}",
         f"- code: prrmse {code.get('version')}, commit {code.get('commit') or 'unknown'}{dirty}",
         "",
@@ -257,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     began = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_start = os.getloadavg()
     try:
-        results = [run_benchmark(name, sizes[name], args.threads) for name in ("train", "sweep")]
+        results = [
+            run_benchmark(name, sizes[name], args.threads)
+            for name in ("train", "sweep", "workflow")
+        ]
         write_text_atomic(args.out, render(results, began, (load_start, os.getloadavg())))
     except PrrmseError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
