@@ -3,11 +3,11 @@ else run here.
 
 Every workflow job is a fresh `prrmse <verb>` process, and importing torch, torchvision and
 smp costs it 4-6 s before any work; serving the demo's 195 jobs took its job-seconds from
-3237 to 2286 (config/README.md).
-`prrmse serve -- snakemake ...` imports them once and forks a child per job; it exports
-`PRRMSE_SERVER` (its socket) to the command, and this entry point then only sends its
-arguments, working folder, environment and standard streams there and waits for the exit
-code. It imports nothing heavy itself, so a job costs milliseconds to start.
+3237 to 2286 (config/README.md). `prrmse serve -- snakemake ...` imports them once and forks
+a child per job; it exports `PRRMSE_SERVER` (its socket) to the command, and this entry
+point then only sends its arguments, working folder, environment and standard streams
+there and waits for the exit code. It imports nothing heavy itself, so a job costs
+milliseconds to start.
 
 A job runs here, as it always did, when no server is named, when the socket does not
 answer, or when the job runs inside a Slurm job other than the server's (a cluster job uses

@@ -3,10 +3,10 @@ by forks of one process that imported the package and its libraries once.
 
 Why: a job's own imports (torch, torchvision, smp, scipy, pandas, matplotlib) take 4-6 s of
 CPU on this project's 2-core machine; serving took the demo's job-seconds from 3237 to 2286
-(config/README.md). A fork starts with them loaded. What a job computes does not change: it runs the same `prrmse.cli.main.main`
-in its own process, in the job's folder, with the job's environment, arguments and standard
-streams (its log file), and its exit code goes back to the job's `prrmse` process
-(`prrmse.cli.entry`), which the workflow sees as the job.
+(config/README.md). A fork starts with them loaded. What a job computes does not change: it
+runs the same `prrmse.cli.main.main` in its own process, in the job's folder, with the job's
+environment, arguments and standard streams (its log file), and its exit code goes back to
+the job's `prrmse` process (`prrmse.cli.entry`), which the workflow sees as the job.
 
 The server is one thread: forking a process with other Python threads is unsafe. It forks
 only from its loop, before any torch operation has started a thread pool; the job then sets
@@ -221,11 +221,14 @@ def _receive_request(connection: socket.socket) -> tuple[dict[str, Any], list[in
         raise ValueError("no header with three standard streams")
     (size,) = LENGTH.unpack(head)
     body = receive_exactly(connection, size)
-    if body is None:
+    try:
+        if body is None:
+            raise ValueError("the request ended early")
+        return json.loads(body), fds
+    except ValueError:
         for fd in fds:
             os.close(fd)
-        raise ValueError("the request ended early")
-    return json.loads(body), fds
+        raise
 
 
 def _run_job(request: dict[str, Any], fds: list[int], run_verb: RunVerb) -> None:
