@@ -68,7 +68,7 @@ SWEEP_GAP = re.compile(r"^\s+prefix \+ (?P<settings>\S+): max \|Dice - naive\| =
 SWEEP_GOALS = {"pspnet": ">= 2.5x", "unet": "keep (2.70x, best 3.77x)"}
 # benchmarks/workflow.py's lines -> (benchmark, what, issue 17's goal)
 WORKFLOW_LINES = {
-    "make demo": ("make demo", "fresh clone, 2 cores", "<= 900 s, install included"),
+    "make demo": ("make demo", "its last run here", "<= 900 s on a fresh clone, install included"),
     "no-op dvc repro": ("no-op dvc repro", "the demo's record", "< 3 s"),
 }
 THREADS = re.compile(r"torch threads (\d+)|(\d+) threads[;,]")

@@ -71,7 +71,7 @@ def test_summary_puts_the_workflow_times_beside_their_goals():
     assert rows == {
         "make demo": (
             "1392 s wall (install included; 2 cores; started x; commit abc)",
-            "<= 900 s, install included",
+            "<= 900 s on a fresh clone, install included",
         ),
         "no-op dvc repro": ("3.8 s median of 3.9 / 3.8 / 3.7 s (195 stages)", "< 3 s"),
     }
