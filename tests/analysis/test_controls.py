@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from prrmse.analysis.sweep import replacement as replacement_module
 from prrmse.analysis.sweep.controls import RERANDOM_SEED_OFFSET, control_source
 from prrmse.analysis.sweep.engine import run_control_sweep
 from prrmse.analysis.sweep.replacement import (
@@ -146,6 +147,45 @@ def test_control_rows_are_bit_identical_to_a_naive_sweep(val_set, data_dir, tmp_
     assert set(back["condition"]) == {condition}
     for column in ("dice", "baseline_dice", "difference"):
         assert np.array_equal(back[column], fast[column], equal_nan=True), column
+
+
+def test_both_controls_in_one_pass_equal_each_swept_alone_and_share_the_bn_rows(
+    val_set, data_dir, tmp_path, monkeypatch
+):
+    """rerandom's BN tensors are reinit's bytes, so their rows are evaluated once; every
+    row is still what a sweep of that condition alone gives, bit for bit."""
+    target = calibrated("unet", 1, val_set[0], width=4)
+    alone = {
+        condition: replacement_sweep_tables(
+            target, control_source(condition, UNET, 1), *val_set, SETTINGS
+        )
+        for condition in ("reinit", "rerandom")
+    }
+    passes = []
+    original = replacement_module.predict_batch
+    monkeypatch.setattr(
+        replacement_module,
+        "predict_batch",
+        lambda *args: passes.append(1) or original(*args),
+    )
+    ckpt = save_checkpoint(target, UNET, 1, tmp_path / "target.safetensors")
+    out = tmp_path / "controls.csv"
+    lines: list[str] = []
+    run_control_sweep(ckpt, data_dir, out, SETTINGS, log=lines.append)
+    back, patients = read_csv(out), read_csv(tmp_path / "controls.patients.csv")
+    for condition, (table, patient_table) in alone.items():
+        rows = back[back["condition"] == condition].reset_index(drop=True)
+        for column in ("dice", "baseline_dice", "difference"):
+            assert np.array_equal(rows[column], table[column], equal_nan=True), condition
+        mine = patients[patients["condition"] == condition].reset_index(drop=True)
+        assert np.array_equal(mine["dice"], patient_table["dice"], equal_nan=True), condition
+
+    n_bn = sum(layer.family == "bn" for layer in index_layers(target))
+    n_rows = sum(len(layer.kinds) for layer in index_layers(target))
+    assert any(f"{4 * n_bn} of {2 * n_rows} replacements are the same bytes" in x for x in lines)
+    n_batches = -(-len(val_set[0]) // SETTINGS.batch_size)
+    # One baseline pass a batch for both conditions, and the shared rows once.
+    assert len(passes) == n_batches * (1 + 2 * n_rows - 4 * n_bn)
 
 
 def test_per_patient_dice_averages_back_to_the_sweep_csv_exactly(val_set, data_dir, tmp_path):

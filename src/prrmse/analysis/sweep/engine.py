@@ -27,7 +27,11 @@ from prrmse.analysis.sweep.controls import (
     control_start,
     target_start,
 )
-from prrmse.analysis.sweep.replacement import SweepSettings, replacement_sweep_tables
+from prrmse.analysis.sweep.replacement import (
+    SweepSettings,
+    replacement_sweep_tables,
+    shared_sweep_tables,
+)
 from prrmse.analysis.sweep.rows import DICE_COLUMNS, present_classes
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import atomic_path, sha256_file
@@ -203,22 +207,21 @@ def _control_tables(
     conditions: list[str],
     log: Callable[[str], None],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The sweep table and the per-patient table of every condition, one after the other."""
-    tables, patient_tables = [], []
-    for condition in conditions:
-        source = control_source(condition, network, start)
-        table, patients = replacement_sweep_tables(
-            target,
-            source,
-            val.images,
-            val.labels,
-            val.index,
-            settings,
-            source_name=f"{condition} of {target_ckpt}",
-            log=log,
-        )
-        tables.append(with_condition(table, condition))
-        patient_tables.append(with_condition(patients, condition, first=True))
+    """The sweep table and the per-patient table of every condition, one after the other,
+    from one pass (`shared_sweep_tables`: rows whose tensors are the same bytes in two
+    conditions are evaluated once)."""
+    sources = [
+        (f"{condition} of {target_ckpt}", control_source(condition, network, start))
+        for condition in conditions
+    ]
+    results = shared_sweep_tables(
+        target, sources, val.images, val.labels, val.index, settings, log=log
+    )
+    tables = [with_condition(table, c) for c, (table, _) in zip(conditions, results, strict=True)]
+    patient_tables = [
+        with_condition(patients, c, first=True)
+        for c, (_, patients) in zip(conditions, results, strict=True)
+    ]
     return pd.concat(tables, ignore_index=True), pd.concat(patient_tables, ignore_index=True)
 
 

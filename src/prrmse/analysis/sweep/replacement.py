@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from prrmse.analysis.sweep.bnfold import FoldedPair, fold_overrides, fold_pairs
 from prrmse.analysis.sweep.prefix import PrefixCache, forwards_replaced, record_calls
 from prrmse.analysis.sweep.rows import (
     DiceCounts,
+    Replacement,
     check_compatible,
     check_inputs,
     make_replacements,
@@ -181,67 +182,160 @@ def replacement_sweep_tables(
     log: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`replacement_sweep`'s table and the Dice per patient (`patient_sweep_table`)."""
-    layers, counts = _replacement_counts(
-        target, source, images, labels, index, settings, source_name, log
-    )
-    return _tables(layers, counts)
+    return shared_sweep_tables(
+        target, [(source_name, source)], images, labels, index, settings, log=log
+    )[0]
+
+
+def shared_sweep_tables(
+    target: nn.Module,
+    sources: Sequence[tuple[str, nn.Module]],
+    images: torch.Tensor,
+    labels: np.ndarray,
+    index: pd.DataFrame,
+    settings: SweepSettings = SweepSettings(),
+    *,
+    log: Callable[[str], None] | None = None,
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Per (name, source): `replacement_sweep_tables`, all sources in one pass.
+
+    The baseline pass of a batch serves every source, and a row whose source tensor is
+    byte-identical to an earlier source's tensor for the same (layer, kind) takes that
+    source's predictions instead of running again (the control sweeps: BN is initialised
+    to constants, so for independently drawn parts rerandom's BN tensors are reinit's).
+    The model state of such a row is the same bytes, so every row is what a sweep of
+    that source alone gives.
+    """
+    layers, counts = _replacement_counts(target, sources, images, labels, index, settings, log)
+    return [_tables(layers, source_counts) for source_counts in counts]
 
 
 def _tables(layers: list[Layer], counts: DiceCounts) -> tuple[pd.DataFrame, pd.DataFrame]:
     return sweep_table(layers, counts.dice()), patient_sweep_table(layers, *counts.per_patient())
 
 
+def _earlier_identical(replacement_sets: list[list[Replacement]]) -> list[list[int | None]]:
+    """Per source and row: the first earlier source whose tensor for that row is the same
+    bytes (same dtype, shape and values), or None."""
+    out: list[list[int | None]] = []
+    for number, replacements in enumerate(replacement_sets):
+        row_sources: list[int | None] = []
+        for row, replacement in enumerate(replacements):
+            donor = replacement.donor
+            row_sources.append(
+                next(
+                    (
+                        earlier
+                        for earlier in range(number)
+                        if out[earlier][row] is None
+                        and _same_bytes(replacement_sets[earlier][row].donor, donor)
+                    ),
+                    None,
+                )
+            )
+        out.append(row_sources)
+    return out
+
+
+def _same_bytes(first: torch.Tensor, second: torch.Tensor) -> bool:
+    """Equal dtype, shape and bits (NaN equal to itself; -0.0 not equal to 0.0)."""
+    if first.dtype != second.dtype or first.shape != second.shape:
+        return False
+    return bool(
+        torch.equal(first.contiguous().view(torch.uint8), second.contiguous().view(torch.uint8))
+    )
+
+
+def _predict_replaced(
+    target: nn.Module,
+    replacement: Replacement,
+    cache: PrefixCache,
+    pairs: list[FoldedPair],
+    batch: torch.Tensor,
+    load: Loader,
+    settings: SweepSettings,
+) -> tuple[np.ndarray, PrefixCache]:
+    """One row's predictions of one batch, replaying the prefix where it can; the cache
+    to use from then on (recorded afresh if a recorded tensor was edited in place)."""
+    reuse = None
+    if settings.prefix_reuse and len(replacement.holders) == 1:
+        reuse = cache.overrides_for(replacement.module)
+    with replacement.applied():
+        predicted = None
+        if reuse:
+            keep = replacement.holders | set(reuse)
+            overrides = {**fold_overrides(pairs, keep), **reuse}
+            predicted = predict_batch(target, load(), overrides, settings)
+        if predicted is None or not cache.intact():
+            overrides = fold_overrides(pairs, replacement.holders)
+            predicted = predict_batch(target, load(), overrides, settings)
+    if not cache.intact():
+        # A recorded tensor was edited in place (never seen; guarded): the row was
+        # redone in full above, and the batch is recorded afresh here.
+        _, calls = _record(target, batch, settings)
+        cache = PrefixCache(calls)
+    return predicted, cache
+
+
 def _replacement_counts(
     target: nn.Module,
-    source: nn.Module,
+    sources: Sequence[tuple[str, nn.Module]],
     images: torch.Tensor,
     labels: np.ndarray,
     index: pd.DataFrame,
     settings: SweepSettings,
-    source_name: str,
     log: Callable[[str], None] | None,
-) -> tuple[list[Layer], DiceCounts]:
+) -> tuple[list[Layer], list[DiceCounts]]:
     check_inputs(images, labels, index)
+    if not sources:
+        raise PrrmseError("sweep sources", "none given")
     device = _device(settings)
-    layers = check_compatible(target, source, (1, *images.shape[1:]), source_name)
-    counts = DiceCounts(labels, index, 1 + sum(len(layer.kinds) for layer in layers))
+    shape = (1, *images.shape[1:])
+    layers = check_compatible(target, sources[0][1], shape, sources[0][0])
+    for name, source in sources[1:]:
+        check_compatible(target, source, shape, name)
+    n_rows = 1 + sum(len(layer.kinds) for layer in layers)
+    counts = [DiceCounts(labels, index, n_rows) for _ in sources]
     n_batches = -(-len(images) // settings.batch_size)
     if log is not None:
         log(f"sweep: {len(images)} images on {device.type}, {settings.numerics()}")
     began = time.perf_counter()
     with _evaluating(target, device, settings.channels_last):
-        replacements = make_replacements(target, source, layers, device)
+        replacement_sets = [
+            make_replacements(target, source, layers, device) for _, source in sources
+        ]
+        earlier = _earlier_identical(replacement_sets)
+        shared = sum(row is not None for rows in earlier for row in rows)
+        if log is not None and shared:
+            log(
+                f"sweep: {shared} of {len(sources) * (n_rows - 1)} replacements are the same "
+                "bytes as an earlier source's for that tensor: their rows reuse its predictions"
+            )
         pairs: list[FoldedPair] | None = None if settings.fold_bn else []
         for number, (start, load) in enumerate(_batches(images, settings, device), start=1):
             batch = load()
             predicted, calls = _record(target, batch, settings)
-            counts.add(0, start, predicted)
+            for source_counts in counts:
+                source_counts.add(0, start, predicted)
             cache = PrefixCache(calls)
             if pairs is None:
                 pairs = fold_pairs(target, calls)
-            for row, replacement in enumerate(replacements, start=1):
-                reuse = None
-                if settings.prefix_reuse and len(replacement.holders) == 1:
-                    reuse = cache.overrides_for(replacement.module)
-                with replacement.applied():
-                    predicted = None
-                    if reuse:
-                        keep = replacement.holders | set(reuse)
-                        overrides = {**fold_overrides(pairs, keep), **reuse}
-                        predicted = predict_batch(target, load(), overrides, settings)
-                    if predicted is None or not cache.intact():
-                        overrides = fold_overrides(pairs, replacement.holders)
-                        predicted = predict_batch(target, load(), overrides, settings)
-                if not cache.intact():
-                    # A recorded tensor was edited in place (never seen; guarded): the row
-                    # was redone in full above, and the batch is recorded afresh here.
-                    _, calls = _record(target, batch, settings)
-                    cache = PrefixCache(calls)
-                counts.add(row, start, predicted)
+            for row in range(n_rows - 1):
+                by_source: list[np.ndarray] = []
+                for source_number, replacements in enumerate(replacement_sets):
+                    same = earlier[source_number][row]
+                    if same is None:
+                        predicted, cache = _predict_replaced(
+                            target, replacements[row], cache, pairs, batch, load, settings
+                        )
+                    else:
+                        predicted = by_source[same]
+                    by_source.append(predicted)
+                    counts[source_number].add(row + 1, start, predicted)
             if log is not None:
                 log(
-                    f"sweep: batch {number}/{n_batches} ({len(replacements)} replacements) done, "
-                    f"{eta(number, n_batches, time.perf_counter() - began)}"
+                    f"sweep: batch {number}/{n_batches} ({len(sources) * (n_rows - 1) - shared} "
+                    f"replacements) done, {eta(number, n_batches, time.perf_counter() - began)}"
                 )
     return layers, counts
 
