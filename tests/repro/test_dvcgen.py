@@ -33,6 +33,7 @@ ALLOWED_FLAGS = {
     "--data",
     "--out",
     "--threads",
+    "--same-run-checkpoint",
     "--target-checkpoint",
     "--source-checkpoint",
     "--checkpoints",

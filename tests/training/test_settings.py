@@ -154,7 +154,12 @@ def test_the_verbs_build_the_settings_and_records_hold_the_config_sections(tiny_
 
     def args(**kwargs):
         return argparse.Namespace(
-            config=path, threads=None, shared_encoder=None, resume_every=60.0, **kwargs
+            config=path,
+            threads=None,
+            shared_encoder=None,
+            resume_every=60.0,
+            same_run_checkpoint=None,
+            **kwargs,
         )
 
     _run_train(args(model="unet-seg-acdc-s1", data=tiny_data, out=tmp_path / "m"))

@@ -28,7 +28,8 @@ def _train(tiny_config, data, out, name="unet-seg-acdc-s1", **kwargs):
     spec = parse_model_name(name)
     settings = TrainSettings.from_config(tiny_config["train"], "config train")
     network = tiny_config["networks"][spec.network]
-    return train_model(spec, settings, network, data, out, log=lambda _: None, **kwargs)
+    kwargs.setdefault("log", lambda _: None)
+    return train_model(spec, settings, network, data, out, **kwargs)
 
 
 def test_same_seed_gives_bit_identical_checkpoints(tiny_config, tiny_data, tmp_path):

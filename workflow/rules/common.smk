@@ -362,5 +362,16 @@ def shared_encoder_flag(network):
     return flag
 
 
+def same_run_input(wildcards):
+    """The full model a subset model's run may be (the reuse experiment's scratch run on
+    every training patient): trained once, its tensors taken if the records agree."""
+    full = study.full_model_of_subset(config, wildcards.model)
+    return [] if full is None else [f"{RESULTS}/models/{full}/model.safetensors"]
+
+
+def same_run_flag(wildcards, input):
+    return f"--same-run-checkpoint {input.same_run}" if input.same_run else ""
+
+
 def model_network(wildcards):
     return network_of_name(wildcards.model)

@@ -28,6 +28,7 @@ rule train:
     input:
         data=model_dataset,
         encoder=lambda wc: start_inputs(model_network(wc)),
+        same_run=same_run_input,
     output:
         model=f"{RESULTS}/models/{{model}}/model.safetensors",
         history=f"{RESULTS}/models/{{model}}/history.csv",
@@ -46,6 +47,8 @@ rule train:
         config=CONFIG_FILE,
         settings=settings("train", model="{model}"),
         start=shared_encoder_flag(model_network),
+        same_run=same_run_flag,
     shell:
         "prrmse train --config {params.config} --model {wildcards.model} --data {input.data} "
-        "--out $(dirname {output.model}) --threads {threads} {params.start} > {log} 2>&1"
+        "--out $(dirname {output.model}) --threads {threads} {params.start} {params.same_run} "
+        "> {log} 2>&1"

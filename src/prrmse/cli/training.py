@@ -29,6 +29,7 @@ def _run_train(args: argparse.Namespace) -> None:
         threads=args.threads,
         shared_encoder=args.shared_encoder,
         resume_every_s=args.resume_every,
+        same_run_checkpoint=args.same_run_checkpoint,
     )
     scores = record["metrics"]
     shown = (
@@ -176,6 +177,13 @@ def _add_train(verbs: Any) -> None:
         type=Path,
         default=None,
         help="the network's shared encoder start (start.encoder: shared)",
+    )
+    train.add_argument(
+        "--same-run-checkpoint",
+        type=Path,
+        default=None,
+        help="a trained model's checkpoint that may be this very run (a subset of every "
+        "training patient): taken if its record agrees, else the model is trained",
     )
     train.set_defaults(handler=_run_train)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from prrmse.core.naming import ModelSpec, RunSpec, stem_fields
+from prrmse.core.naming import ModelSpec, RunSpec, parse_model_name, stem_fields
 
 # Figs. 13 and 14 draw the reuse runs; Fig. 14 only those from `reuse.fig14_source`
 REUSE_FIGURES = (13, 14)
@@ -65,3 +65,15 @@ def selffer_plan_source(config: Mapping[str, Any]) -> str:
 def run_folder(run: str) -> str:
     """Where a run's products live under the results: scratch runs are study models."""
     return "reuse" if "-from-" in run else "models"
+
+
+def full_model_of_subset(config: Mapping[str, Any], model: str) -> str | None:
+    """The study model whose run a subset model's run may be: for a subset of as many
+    patients as its dataset's split trains on (`datasets.<name>.split.n_train`), the
+    model on the whole training split, same seed (else None). `prrmse train
+    --same-run-checkpoint` checks the records before taking its tensors."""
+    spec = parse_model_name(model)
+    split = (config["datasets"].get(spec.dataset) or {}).get("split") or {}
+    if spec.n_train is None or split.get("n_train") != spec.n_train:
+        return None
+    return ModelSpec(spec.network, spec.task, spec.dataset, None, spec.seed).name

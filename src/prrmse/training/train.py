@@ -40,6 +40,7 @@ from prrmse.models.start_model import build_start
 from prrmse.models.tasks import task_loss
 from prrmse.training.batches import augment, epoch_order, load_train_data
 from prrmse.training.outputs import epoch_row, model_record, write_outputs
+from prrmse.training.same_run import identical_run, same_run_record
 from prrmse.training.session import Progress, Session
 from prrmse.training.settings import RESUME_EVERY_S, Selection, TrainSettings
 from prrmse.training.state import resume, run_fingerprint, save_state
@@ -250,6 +251,7 @@ def train_model(
     extra_record: dict[str, Any] | None = None,
     shared_encoder: Path | None = None,
     resume_every_s: float = RESUME_EVERY_S,
+    same_run_checkpoint: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train `spec` on the prepared dataset in `data_dir`; write OUTPUTS into `out_dir`.
@@ -258,9 +260,18 @@ def train_model(
     config's `networks.<spec.network>` entry, as `prrmse.models` takes it (a mapping).
     `shared_encoder` is the file a `shared` encoder start loads (`prrmse.models.start`).
     The resume state is written at the first epoch end `resume_every_s` seconds after the
-    last one (or the start); 0 writes it after every epoch.
+    last one (or the start); 0 writes it after every epoch. `same_run_checkpoint`: a trained
+    model's checkpoint whose run may be this very run (`prrmse.training.same_run`): if its
+    record agrees, its tensors are taken instead of training.
     """
     session = _set_up(spec, settings, network, data_dir, out_dir, threads, setup, shared_encoder)
+    if same_run_checkpoint is not None:
+        done = identical_run(session, same_run_checkpoint, log)
+        if done is not None:
+            extra = {**(extra_record or {}), **same_run_record(same_run_checkpoint)}
+            record = model_record(session, done, _final_metrics(session, done), extra)
+            write_outputs(session, done, record)
+            return record
     progress = resume(session, log)
     show_bar = sys.stderr.isatty()
     epochs, batch = settings.epochs, settings.batch_size
