@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from prrmse.core import study
+from prrmse.core.errors import PrrmseError
 from prrmse.core.provenance import read_csv_provenance
 from prrmse.data.processed import load_processed
-from prrmse.models.checkpoint import load_tensors
+from prrmse.models.checkpoint import load_tensors, save_tensors
 from prrmse.training import train as train_module
 from tests.training.test_train import _train
 
@@ -92,3 +93,20 @@ def test_the_workflow_asks_only_for_a_subset_as_large_as_the_split():
     assert study.full_model_of_subset(config, "pspnet-seg-acdc-n10-s2") is None
     assert study.full_model_of_subset(config, "pspnet-seg-acdc-s2") is None
     assert study.full_model_of_subset(config, "pspnet-seg-rvsc-n16-s1") is None
+
+
+def test_a_checkpoint_that_is_no_finished_model_is_refused_before_any_output(
+    tiny_config, tiny_data, tmp_path
+):
+    _train(tiny_config, tiny_data, tmp_path / "full")
+    tensors, record = load_tensors(tmp_path / "full" / "model.safetensors")
+    unfinished = tmp_path / "unfinished.safetensors"
+    save_tensors(unfinished, tensors, {k: v for k, v in record.items() if k != "best_epoch"})
+    for checkpoint, problem in [
+        (unfinished, "is not a finished model"),
+        (tmp_path / "missing.safetensors", "checkpoint not found"),
+    ]:
+        with pytest.raises(PrrmseError, match=problem) as error:
+            _train(tiny_config, tiny_data, tmp_path / "out", same_run_checkpoint=checkpoint)
+        assert error.value.where == str(checkpoint)
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -19,8 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from prrmse.core.errors import PrrmseError
 from prrmse.core.io import sha256_file
 from prrmse.models.checkpoint import load_tensors
@@ -80,6 +78,8 @@ def identical_run(
     tensors loaded into the session's model), else None with the first difference logged.
     """
     tensors, record = load_tensors(checkpoint)
+    if record.get("kind") != "model" or record.get("best_epoch") is None:
+        raise PrrmseError(checkpoint, "is not a finished model (its record has no best_epoch)")
     expected, recorded = _expected(session), _recorded(record)
     # JSON round trips turn tuples into lists: compare as the record stores them
     differing = [key for key in expected if _as_json(expected[key]) != _as_json(recorded[key])]
@@ -89,9 +89,11 @@ def identical_run(
             "training it"
         )
         return None
-    if record.get("kind") != "model" or record.get("best_epoch") is None:
-        raise PrrmseError(checkpoint, "is not a finished model (no best_epoch in its record)")
-    session.model.load_state_dict(tensors)
+    try:
+        session.model.load_state_dict(tensors)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise PrrmseError(checkpoint, f"its tensors do not fit the network ({first})") from err
     best = {}
     if session.selecting:
         best = {k: v.detach().clone() for k, v in session.model.state_dict().items()}
@@ -125,6 +127,4 @@ def _as_json(value: Any) -> Any:
         return {str(k): _as_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_as_json(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
     return value
