@@ -153,30 +153,47 @@ def _train_epoch(session: Session, epoch: int, show_bar: bool) -> tuple[float, f
     for group in session.optimizer.param_groups:
         group["lr"] = lr
     model.train()
-    total = 0.0
+    # The loss stays on the device until the epoch ends: reading it each step (a float, a
+    # finiteness test) would make the host wait for the GPU, so the next batch could not be
+    # prepared while this one computes. Summed in float64, as Python floats were.
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    bad_loss = torch.zeros((), dtype=torch.float64, device=device)
     order = epoch_order(len(data.images), session.steps, batch, gen)
     bar = tqdm(order, desc=f"{spec.name} epoch {epoch + 1}", leave=False, disable=not show_bar)
     for step, idx in enumerate(bar):
         images, labels = augment(
             data.images[idx].clone(), data.labels[idx].clone(), settings.augment, gen
         )
-        images, labels = images.to(device), labels.to(device)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, labels = _to_device(images, device), _to_device(labels, device)
         session.optimizer.zero_grad(set_to_none=True)
         with autocast(session.precision, device):
             output = model(images)
         loss = task_loss(spec.task, output, images, labels, settings.dice_weight)
-        if not torch.isfinite(loss):
-            raise PrrmseError(
-                session.out_dir,
-                f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; no model written",
-            )
+        value = loss.detach().double()
+        newly_bad = (first_bad < 0) & ~torch.isfinite(value)
+        first_bad = torch.where(newly_bad, step, first_bad)
+        bad_loss = torch.where(newly_bad, value, bad_loss)
         session.scaler.scale(loss).backward()
         session.scaler.step(session.optimizer)
         session.scaler.update()
-        total += float(loss.detach())
-    return lr, total
+        total += value
+    if int(first_bad) >= 0:
+        raise PrrmseError(
+            session.out_dir,
+            f"loss became {float(bad_loss)} at epoch {epoch + 1}, step {int(first_bad) + 1}; "
+            "no model written",
+        )
+    return lr, float(total)
+
+
+def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`batch` on `device`; to a GPU from pinned memory without waiting (no host sync), and
+    images channels-last as the model is."""
+    if device.type != "cuda":
+        return batch
+    moved = batch.pin_memory().to(device, non_blocking=True)
+    return moved.contiguous(memory_format=torch.channels_last) if moved.dim() == 4 else moved
 
 
 def _end_epoch(
