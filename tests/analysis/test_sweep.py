@@ -15,7 +15,7 @@ from prrmse.analysis.sweep.bnfold import fold_overrides, fold_pairs
 from prrmse.analysis.sweep.engine import run_sweep
 from prrmse.analysis.sweep.prefix import PrefixCache, forwards_replaced, record_calls
 from prrmse.analysis.sweep.replacement import SweepSettings, naive_sweep, replacement_sweep
-from prrmse.analysis.sweep.rows import COLUMNS
+from prrmse.analysis.sweep.rows import COLUMNS, DiceCounts
 from prrmse.core.errors import PrrmseError
 from prrmse.core.provenance import read_csv_provenance
 from prrmse.data.processed import load_processed
@@ -417,3 +417,22 @@ def test_csv_leaves_absent_cells_empty_and_writes_undefined_dice_as_nan(tables, 
     assert absent.endswith(",,,")
     undefined = next(row for row in rows if ",replaced,1," in row)
     assert ",nan," in undefined
+
+
+def test_dice_counted_as_on_a_gpu_is_the_numpy_dice_bit_for_bit(val_set):
+    """The GPU path of `DiceCounts` (torch counts where the predictions are), run on the
+    CPU, gives every row's Dice and per-patient Dice exactly as numpy's path."""
+    _, labels, index = val_set
+    rng = np.random.default_rng(7)
+    predictions = [rng.integers(0, 4, labels.shape, dtype=np.uint8) for _ in range(3)]
+    predictions[1][:] = labels  # a perfect row
+    by_numpy, by_torch = (DiceCounts(labels, index, 3, torch_on_cpu=t) for t in (False, True))
+    for row, predicted in enumerate(predictions):
+        for start in range(0, len(labels), 4):  # the last batch partial
+            batch = torch.from_numpy(predicted[start : start + 4])
+            by_numpy.add(row, start, batch)
+            by_torch.add(row, start, batch)
+    np.testing.assert_array_equal(by_torch.counts, by_numpy.counts)
+    assert by_torch.dice().tobytes() == by_numpy.dice().tobytes()
+    assert by_torch.per_patient()[1].tobytes() == by_numpy.per_patient()[1].tobytes()
+    assert np.nanmin(by_numpy.dice()[1]) == 1.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 NUM_CLASSES = 4
 VOLUME_KEYS = ("patient", "phase", "series")
@@ -32,6 +33,26 @@ def confusion_counts(
         per_slice = np.stack([(p & t).sum(1), p.sum(1), t.sum(1)], axis=1)
         np.add.at(counts[:, c, :], volumes, per_slice)
     return counts
+
+
+def confusion_counts_tensor(
+    pred: torch.Tensor, truth: torch.Tensor, volumes: torch.Tensor, n_volumes: int
+) -> torch.Tensor:
+    """`confusion_counts` computed where the tensors are, as an int64 tensor there.
+
+    On a GPU this counts without the host waiting for the predictions; the counts are
+    integers, so they are `confusion_counts`' exactly. Predicted values outside the
+    classes are left out, as there.
+    """
+    c = NUM_CLASSES
+    pred = pred.reshape(len(pred), -1).long()
+    pred = torch.where((pred >= 0) & (pred < c), pred, c)  # column c: no class, dropped below
+    volume_truth = volumes.reshape(-1, 1).long() * c + truth.reshape(len(truth), -1).long()
+    key = volume_truth * (c + 1) + pred
+    table = torch.bincount(key.flatten(), minlength=n_volumes * c * (c + 1))
+    table = table.view(n_volumes, c, c + 1)  # [volume, true class, predicted class or none]
+    hits = table[:, :, :c]
+    return torch.stack([hits.diagonal(dim1=1, dim2=2), hits.sum(1), table.sum(2)], dim=-1)
 
 
 def dice_from_counts(counts: np.ndarray) -> np.ndarray:

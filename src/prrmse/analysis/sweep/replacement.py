@@ -113,8 +113,9 @@ def _evaluating(model: nn.Module, device: torch.device, channels_last: bool) -> 
 
 def predict_batch(
     model: nn.Module, batch: torch.Tensor, overrides: dict[nn.Module, Any], settings: SweepSettings
-) -> np.ndarray:
-    """Arg-max class per pixel of one batch, (B, H, W) uint8, with forwards overridden."""
+) -> torch.Tensor:
+    """Arg-max class per pixel of one batch, (B, H, W) uint8 on the batch's device, with
+    forwards overridden (left there: `DiceCounts` counts on that device)."""
     autocast = torch.autocast(
         batch.device.type,
         dtype=torch.bfloat16,
@@ -124,8 +125,7 @@ def predict_batch(
         logits = model(batch)
     # Arg-max over the last axis of an NHWC copy: the same first-maximum rule, 3-5x faster
     # on CPU than reducing over the strided channel axis.
-    labels = logits.permute(0, 2, 3, 1).contiguous().argmax(dim=-1)
-    return labels.to("cpu", torch.uint8).numpy()
+    return logits.permute(0, 2, 3, 1).contiguous().argmax(dim=-1).to(torch.uint8)
 
 
 def _record(model: nn.Module, batch: torch.Tensor, settings: SweepSettings) -> tuple[Any, list]:
@@ -143,6 +143,10 @@ def _batches(
     layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     for start in range(0, len(images), settings.batch_size):
         chunk = images[start : start + settings.batch_size]
+        if device.type != "cpu":
+            # each pass copies the batch on the device, not from the host (a host copy
+            # waits for the GPU to finish the previous pass)
+            chunk = chunk.to(device, torch.float32)
 
         def load(chunk: torch.Tensor = chunk) -> torch.Tensor:
             return chunk.to(device, torch.float32, copy=True).contiguous(memory_format=layout)
@@ -254,7 +258,7 @@ def _predict_replaced(
     batch: torch.Tensor,
     load: Loader,
     settings: SweepSettings,
-) -> tuple[np.ndarray, PrefixCache]:
+) -> tuple[torch.Tensor, PrefixCache]:
     """One row's predictions of one batch, replaying the prefix where it can; the cache
     to use from then on (recorded afresh if a recorded tensor was edited in place)."""
     reuse = None
@@ -321,7 +325,7 @@ def _replacement_counts(
             if pairs is None:
                 pairs = fold_pairs(target, calls)
             for row in range(n_rows - 1):
-                by_source: list[np.ndarray] = []
+                by_source: list[torch.Tensor] = []
                 for source_number, replacements in enumerate(replacement_sets):
                     same = earlier[source_number][row]
                     if same is None:

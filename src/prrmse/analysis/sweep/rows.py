@@ -28,6 +28,7 @@ from prrmse.training.evaluate import patient_dice, patient_of_volumes
 from prrmse.training.metrics import (
     NUM_CLASSES,
     confusion_counts,
+    confusion_counts_tensor,
     dice_from_counts,
     patient_mean_dice,
 )
@@ -147,18 +148,46 @@ def make_replacements(
 
 
 class DiceCounts:
-    """Per-volume confusion counts per sweep row, accumulated batch by batch."""
+    """Per-volume confusion counts per sweep row, accumulated batch by batch: on a GPU
+    where the predictions are (the host does not wait for them), read once at the end;
+    on the CPU with numpy (4x faster there than torch's bincount at 64 x 256 x 256)."""
 
-    def __init__(self, labels: np.ndarray, index: pd.DataFrame, rows: int) -> None:
+    def __init__(
+        self, labels: np.ndarray, index: pd.DataFrame, rows: int, *, torch_on_cpu: bool = False
+    ) -> None:
         self.labels = labels
+        self.torch_on_cpu = torch_on_cpu  # the GPU path on the CPU: for its tests
         self.volumes, self.n_volumes, self.patient_of_volume = patient_of_volumes(index)
-        self.counts = np.zeros((rows, self.n_volumes, NUM_CLASSES, 3), dtype=np.int64)
+        self.rows = rows
+        self._host = np.zeros((rows, self.n_volumes, NUM_CLASSES, 3), dtype=np.int64)
+        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
-    def add(self, row: int, start: int, predicted: np.ndarray) -> None:
+    def add(self, row: int, start: int, predicted: torch.Tensor) -> None:
+        """Count `predicted` ((B, H, W) classes of images start..start+B) into `row`."""
         stop = start + len(predicted)
-        self.counts[row] += confusion_counts(
-            predicted, self.labels[start:stop], self.volumes[start:stop], self.n_volumes
+        if predicted.device.type == "cpu" and not self.torch_on_cpu:
+            self._host[row] += confusion_counts(
+                predicted.numpy(), self.labels[start:stop], self.volumes[start:stop], self.n_volumes
+            )
+            return
+        if predicted.device not in self._on:
+            self._on[predicted.device] = (
+                torch.from_numpy(np.ascontiguousarray(self.labels)).to(predicted.device),
+                torch.from_numpy(np.asarray(self.volumes)).to(predicted.device),
+                torch.zeros(self._host.shape, dtype=torch.int64, device=predicted.device),
+            )
+        truth, volumes, counts = self._on[predicted.device]
+        counts[row] += confusion_counts_tensor(
+            predicted, truth[start:stop], volumes[start:stop], self.n_volumes
         )
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(rows, volumes, classes, 3) int64 counts, of every device, on the host."""
+        total = self._host.copy()
+        for _, _, counts in self._on.values():
+            total += counts.cpu().numpy()
+        return total
 
     def dice(self) -> np.ndarray:
         """(rows, classes) Dice; NaN for classes never present in the labels."""
