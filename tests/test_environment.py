@@ -56,3 +56,42 @@ def test_lock_pins_every_direct_dependency_consistently():
 def test_torch_pair_is_the_one_on_local_disk():
     lock = _lock()
     assert lock["torch"] == "2.14.1" and lock["torchvision"] == "0.29.1"
+
+
+def _uv_sources():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("uv_sources", ROOT / "tools" / "uv_sources.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_uv_takes_packages_from_where_pip_would():
+    listing = "\n".join(
+        [
+            "global.find-links='/opt/wheels'",
+            ":env:.find-links='/opt/wheels /srv/more wheels'",
+            "global.extra-index-url='file:///opt/pypi/simple file:///opt/pypi-more/simple'",
+            "global.constraint='/etc/xdg/pip/constraints.txt'",
+            "user.index-url='https://mirror.example/simple'",
+            "global.no-index='false'",
+            "not a config line",
+        ]
+    )
+    assert _uv_sources().uv_options(listing) == [
+        "--index-strategy", "unsafe-best-match",
+        "--find-links", "/opt/wheels",
+        "--find-links", "/srv/more",
+        "--find-links", "wheels",
+        "--extra-index-url", "file:///opt/pypi/simple",
+        "--extra-index-url", "file:///opt/pypi-more/simple",
+        "--index-url", "https://mirror.example/simple",
+    ]  # fmt: skip
+
+
+def test_uv_without_pip_configuration_uses_its_defaults_with_pips_index_strategy():
+    options = _uv_sources().uv_options("")
+    assert options == ["--index-strategy", "unsafe-best-match"]
+    assert _uv_sources().uv_options("global.no-index='true'")[-1] == "--no-index"
