@@ -3,8 +3,10 @@
 The train loop includes batching from the prepared arrays, augmentation, the
 loss, logging and the atomic resume state of model + optimizer (at its interval);
 its validation pass is made negligible (a 4-slice validation split) because a
-bare loop has none. The bare loop runs the same model, batch size, optimizer
-and loss on tensors already in memory. Each repeat runs the two back to
+bare loop has none. The bare loop runs the same model in the same memory format
+(channels-last, as `prrmse train` on every device; `--bare-layout contiguous` for the
+default a user gets), batch size, optimizer and loss on tensors already in memory, so
+the ratio is the loop's own cost, not the layout's gain. Each repeat runs the two back to
 back, in alternating order; the ratio is the median of the repeats' ratios (the best img/s
 of each is shown), so load from other processes hurts both alike.
 
@@ -62,12 +64,17 @@ def synthetic_dataset(root: Path, n_train: int, size: int) -> Path:
 
 
 def bare_loop(
-    config: dict, network: str, images: torch.Tensor, labels: torch.Tensor, steps: int
+    config: dict,
+    network: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    layout: torch.memory_format = torch.channels_last,
 ) -> float:
     cfg = config["train"]
     torch.manual_seed(1)
     net = config["networks"][network]
-    model = build_model(net["arch"], **net.get("options", {}))
+    model = build_model(net["arch"], **net.get("options", {})).to(memory_format=layout)
     optimizer = make_optimizer(model, train_settings(config))
     model.train()
     batch = cfg["batch_size"]
@@ -100,6 +107,12 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--bare-layout",
+        choices=("channels_last", "contiguous"),
+        default="channels_last",
+        help="the bare loop's memory format (default: prrmse train's)",
+    )
     args = parser.parse_args()
     keep_freed_memory()  # as the `prrmse` entry point does, for both loops alike
     torch.set_num_threads(args.threads)
@@ -116,8 +129,12 @@ def main() -> None:
     print(
         f"CPU: {cpu_model()} ({platform.machine()}), torch threads {torch.get_num_threads()}, "
         f"input {size}x{size}, batch {train['batch_size']}, "
-        f"{train['epochs']} epochs of {train['iterations_per_epoch']} iterations"
+        f"{train['epochs']} epochs of {train['iterations_per_epoch']} iterations, "
+        f"bare loop {args.bare_layout}"
     )
+    layout = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}[
+        args.bare_layout
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         data = synthetic_dataset(Path(tmp), 400, size)
         images = torch.from_numpy(np.load(data / "images.npy"))[:, None]
@@ -130,7 +147,7 @@ def main() -> None:
                 # cores vary by +-10 % from one run to the next) falls on both alike
                 for run in ("bare", "ours") if repeat % 2 == 0 else ("ours", "bare"):
                     if run == "bare":
-                        bare.append(bare_loop(config, network, images, labels, steps))
+                        bare.append(bare_loop(config, network, images, labels, steps, layout))
                     else:
                         out = Path(tmp) / f"{network}-{repeat}"
                         ours.append(train_loop(config, network, data, out))
