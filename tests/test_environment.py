@@ -80,7 +80,8 @@ def test_uv_takes_packages_from_where_pip_would():
             "not a config line",
         ]
     )
-    assert _uv_sources().uv_options(listing) == [
+    uv_sources = _uv_sources()
+    assert uv_sources.uv_options(listing) == [
         "--index-strategy", "unsafe-best-match",
         "--find-links", "/opt/wheels",
         "--find-links", "/srv/more",
@@ -89,6 +90,10 @@ def test_uv_takes_packages_from_where_pip_would():
         "--extra-index-url", "file:///opt/pypi-more/simple",
         "--index-url", "https://mirror.example/simple",
     ]  # fmt: skip
+    overridden = (
+        "global.index-url='https://a.example/simple'\n:env:.index-url='https://b.example/simple'"
+    )
+    assert uv_sources.uv_options(overridden)[-2:] == ["--index-url", "https://b.example/simple"]
 
 
 def test_uv_without_pip_configuration_uses_its_defaults_with_pips_index_strategy():

@@ -22,6 +22,8 @@ def uv_options(pip_config_list: str) -> list[str]:
     """Options for `uv pip install` from the text of `pip config list`."""
     options: list[str] = ["--index-strategy", "unsafe-best-match"]
     seen: set[tuple[str, str]] = set()
+    index_url: str | None = None
+    no_index = False
     for line in pip_config_list.splitlines():
         match = _LINE.match(line.strip())
         if not match:
@@ -32,12 +34,13 @@ def uv_options(pip_config_list: str) -> list[str]:
                 if (key, item) not in seen:
                     seen.add((key, item))
                     options += [_MULTI_VALUED[key], item]
-        elif key == "index-url" and ("index-url", "") not in seen:
-            seen.add(("index-url", ""))
-            options += ["--index-url", value]
-        elif key == "no-index" and value.lower() in {"1", "true", "yes", "on"}:
-            options.append("--no-index")
-    return options
+        elif key == "index-url":
+            index_url = value  # listed from global to environment: the last one is pip's
+        elif key == "no-index":
+            no_index = value.lower() in {"1", "true", "yes", "on"}
+    if index_url is not None:
+        options += ["--index-url", index_url]
+    return options + (["--no-index"] if no_index else [])
 
 
 def main() -> int:
